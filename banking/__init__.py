@@ -1,0 +1,1 @@
+"""CloudBranch `banking` package (see DESIGN.md)."""

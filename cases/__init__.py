@@ -1,0 +1,1 @@
+"""CloudBranch `cases` package (see DESIGN.md)."""

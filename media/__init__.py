@@ -1,0 +1,1 @@
+"""CloudBranch `media` package (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""CloudBranch `signaling` package (see DESIGN.md)."""

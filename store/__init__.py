@@ -1,0 +1,1 @@
+"""CloudBranch `store` package (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""CloudBranch `verification` package (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""CloudBranch `web` package (see DESIGN.md)."""

@@ -1,0 +1,133 @@
+"""The one typed settings object, read from ``CLOUDBRANCH_*`` environment variables once.
+
+It is split into each package's own config dataclass and passed down explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from media.config import MediaConfig
+from signaling.config import SignalingConfig
+from store.config import StoreConfig
+
+PREFIX = "CLOUDBRANCH_"
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value we cannot use."""
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{PREFIX}{name} must be a boolean, got {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as err:
+        raise SettingsError(f"{PREFIX}{name} must be an integer, got {raw!r}") from err
+
+
+def _str(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(PREFIX + name)
+    return default if raw is None or raw == "" else raw
+
+
+def _secret(data_dir: Path) -> str:
+    """Read the server secret from the data folder, creating it on first start."""
+    path = data_dir / "secret.key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """HTTP-side settings: where to listen, cookies, limits on identification attempts."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    secret_key: str = field(default="", repr=False)
+    cookie_secure: str = "auto"  # "auto": Secure over HTTPS and on loopback hosts
+    session_hours: int = 8
+    identify_attempts: int = 5
+    identify_window_seconds: int = 900
+    consent_version: str = "2026-11-v1"
+    default_lang: str = "zh-CN"
+
+    def __post_init__(self) -> None:
+        if self.cookie_secure not in {"auto", "always", "never"}:
+            raise SettingsError("cookie_secure must be auto, always or never")
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"port out of range: {self.port}")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the app factory needs, already split per package."""
+
+    web: WebConfig
+    store: StoreConfig
+    media: MediaConfig
+    signaling: SignalingConfig
+    data_dir: Path
+    shared_data: Path
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from the environment (``os.environ`` by default)."""
+        env = os.environ if env is None else env
+        data_dir = Path(_str(env, "DATA_DIR", "var")).resolve()
+        secret = _str(env, "SECRET_KEY", "") or _secret(data_dir)
+        db_default = f"sqlite+aiosqlite:///{data_dir / 'cloudbranch.db'}"
+        ice_servers = tuple(s for s in _str(env, "ICE_SERVERS", "").split(",") if s.strip())
+        return cls(
+            web=WebConfig(
+                host=_str(env, "HOST", "127.0.0.1"),
+                port=_int(env, "PORT", 8080),
+                secret_key=secret,
+                cookie_secure=_str(env, "COOKIE_SECURE", "auto"),
+                session_hours=_int(env, "SESSION_HOURS", 8),
+                identify_attempts=_int(env, "IDENTIFY_ATTEMPTS", 5),
+                identify_window_seconds=_int(env, "IDENTIFY_WINDOW_SECONDS", 900),
+                default_lang=_str(env, "DEFAULT_LANG", "zh-CN"),
+            ),
+            store=StoreConfig(
+                database_url=_str(env, "DATABASE_URL", db_default),
+                blob_dir=data_dir / "blobs",
+            ),
+            media=MediaConfig(
+                ice_loopback_only=_bool(env, "ICE_LOOPBACK_ONLY", False),
+                ice_servers=ice_servers,
+                turn_username=_str(env, "TURN_USERNAME", ""),
+                turn_password=_str(env, "TURN_PASSWORD", ""),
+                max_calls=_int(env, "MAX_CALLS", 50),
+            ),
+            signaling=SignalingConfig(
+                max_message_bytes=_int(env, "WS_MAX_MESSAGE_BYTES", 64 * 1024),
+            ),
+            data_dir=data_dir,
+            shared_data=Path(_str(env, "SHARED_DATA", "../shared/data")).resolve(),
+            log_level=_str(env, "LOG_LEVEL", "INFO"),
+        )
