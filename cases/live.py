@@ -1,0 +1,432 @@
+"""The live desk: queue, presence and calls on this node, driven by signaling messages.
+
+``web/ws.py`` owns the sockets; it tells the desk who connected and hands it each parsed
+message. The desk checks who may do what (a customer only ever reaches their own case, only
+advisors accept calls), moves the case's state machine, asks ``media`` for the server's WebRTC
+endpoints, and pushes the results to both sides through the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any, Literal, Protocol
+
+from cases.errors import CaseError, InvalidTransition
+from cases.states import CallState, CaseState, check_call_move
+from cases.store import CaseRef, CaseStore
+from media.errors import BadOffer, CallClosed, MediaError
+from signaling.hub import Hub
+from signaling.messages import (
+    CallEnded,
+    CallHangup,
+    CallStarted,
+    ChatMessage,
+    ChatSend,
+    ClientMessage,
+    ErrorCode,
+    Ping,
+    Pong,
+    PresenceSet,
+    PresenceState,
+    ProtocolError,
+    QueueAccept,
+    QueueEntry,
+    QueueJoin,
+    QueueLeave,
+    QueuePosition,
+    QueueSnapshot,
+    WebrtcAnswer,
+    WebrtcOffer,
+)
+from signaling.presence import InvalidPresenceTransition, Presence, PresenceStatus
+from signaling.queue import WaitingQueue
+
+log = logging.getLogger(__name__)
+
+Side = Literal["customer", "advisor"]
+Ender = Literal["customer", "advisor", "system"]
+
+
+class CallEndpoints(Protocol):
+    """The server's media endpoints of one call (``media.CallMedia``)."""
+
+    async def answer(self, side: Side, offer_sdp: str) -> str:
+        """Answer one side's SDP offer."""
+        ...
+
+
+class MediaCalls(Protocol):
+    """Opens and closes calls' media (``media.CallManager``)."""
+
+    def open(
+        self, call_id: str, on_state: Callable[[Side, str], None] | None = None
+    ) -> CallEndpoints:
+        """Create the endpoints of a new call."""
+        ...
+
+    async def close(self, call_id: str) -> None:
+        """Close a call's endpoints (idempotent)."""
+        ...
+
+
+@dataclass(slots=True)
+class Call:
+    """A call in progress (mutable: its state moves)."""
+
+    case: CaseRef
+    advisor_id: int
+    advisor_name: str
+    media: CallEndpoints
+    state: CallState = CallState.CONNECTING
+
+    def move(self, wanted: CallState) -> None:
+        """Change state through the call transition table."""
+        check_call_move(self.state, wanted)
+        self.state = wanted
+
+
+def customer_key(case_id: str) -> str:
+    """Hub principal of a customer's case."""
+    return f"customer:{case_id}"
+
+
+def advisor_key(staff_id: int) -> str:
+    """Hub principal of an advisor."""
+    return f"advisor:{staff_id}"
+
+
+def _side_key(call: Call, side: Side) -> str:
+    return customer_key(call.case.public_id) if side == "customer" else advisor_key(call.advisor_id)
+
+
+def _bad_state(err: CaseError | InvalidPresenceTransition, ref: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.BAD_STATE, str(err), ref)
+
+
+class LiveDesk:
+    """Queue, presence and calls of this node."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        cases: CaseStore,
+        media: MediaCalls,
+        *,
+        average_handle_seconds: int,
+        reconnect_grace_seconds: float,
+    ) -> None:
+        self.hub = hub
+        self.cases = cases
+        self.media = media
+        self.queue = WaitingQueue(average_handle_seconds)
+        self.presence = Presence()
+        self._grace = reconnect_grace_seconds
+        self._advisors: dict[int, str] = {}  # connected advisors: id → display name
+        self._calls: dict[str, Call] = {}  # by case public id
+        self._advisor_call: dict[int, str] = {}
+        self._timers: dict[str, asyncio.Task[None]] = {}
+        self._lock = asyncio.Lock()
+
+    # ---- connections ---------------------------------------------------------------------
+
+    def customer_connected(self, case_id: str) -> None:
+        """A customer's socket opened: cancel any pending drop for their case."""
+        self._cancel_timer(customer_key(case_id))
+
+    def advisor_connected(self, staff_id: int, name: str) -> None:
+        """An advisor's socket opened: show them the queue and their presence."""
+        self._cancel_timer(advisor_key(staff_id))
+        self._advisors[staff_id] = name
+        self.hub.send(advisor_key(staff_id), PresenceState(status=self.presence.get(staff_id)))
+        self.hub.send(advisor_key(staff_id), self._snapshot())
+
+    def customer_disconnected(self, case_id: str) -> None:
+        """A customer's last socket closed: drop them after the grace period."""
+        self._start_timer(customer_key(case_id), self._drop_customer(case_id))
+
+    def advisor_disconnected(self, staff_id: int) -> None:
+        """An advisor's last socket closed: offline at once, their call ends after the grace."""
+        if staff_id not in self._advisor_call:
+            self._advisors.pop(staff_id, None)
+            self.presence.move(staff_id, PresenceStatus.OFFLINE)
+            self._broadcast_queue()
+            return
+        self._start_timer(advisor_key(staff_id), self._drop_advisor(staff_id))
+
+    # ---- messages ------------------------------------------------------------------------
+
+    async def handle_customer(self, case_id: str, msg: ClientMessage) -> None:
+        """Act on a customer's message; raises :class:`ProtocolError` to refuse it."""
+        match msg:
+            case Ping():
+                self.hub.send(customer_key(case_id), Pong())
+            case QueueJoin():
+                await self._join(case_id)
+            case QueueLeave():
+                await self._leave(case_id)
+            case WebrtcOffer(sdp=sdp):
+                await self._offer(self._call_of_case(case_id, msg.type), "customer", sdp)
+            case ChatSend(text=text):
+                await self._chat(self._call_of_case(case_id, msg.type), "customer", text)
+            case CallHangup():
+                await self.end_call(self._call_of_case(case_id, msg.type), "customer", "hangup")
+            case _:
+                raise ProtocolError(ErrorCode.FORBIDDEN, "customers may not do this", msg.type)
+
+    async def handle_advisor(self, staff_id: int, msg: ClientMessage) -> None:
+        """Act on an advisor's message; raises :class:`ProtocolError` to refuse it."""
+        match msg:
+            case Ping():
+                self.hub.send(advisor_key(staff_id), Pong())
+            case PresenceSet(status=status):
+                self._set_presence(staff_id, PresenceStatus(status))
+            case QueueAccept(case_id=case_id):
+                await self._accept(staff_id, case_id)
+            case WebrtcOffer(sdp=sdp):
+                await self._offer(self._call_of_advisor(staff_id, msg.type), "advisor", sdp)
+            case ChatSend(text=text):
+                await self._chat(self._call_of_advisor(staff_id, msg.type), "advisor", text)
+            case CallHangup():
+                call = self._call_of_advisor(staff_id, msg.type)
+                await self.end_call(call, "advisor", "hangup")
+            case _:
+                raise ProtocolError(ErrorCode.FORBIDDEN, "advisors may not do this", msg.type)
+
+    # ---- queue ---------------------------------------------------------------------------
+
+    async def _join(self, case_id: str) -> None:
+        case = await self.cases.get(case_id)
+        call = self._calls.get(case_id)
+        if call is not None:  # a reload during the call: tell the page the call is on
+            self.hub.send(customer_key(case_id), self._started(call, "customer"))
+            return
+        if case.state is CaseState.CONSENTED:
+            try:
+                case = await self.cases.move(case_id, CaseState.QUEUED)
+            except InvalidTransition as err:
+                raise _bad_state(err, "queue.join") from err
+        elif case.state is not CaseState.QUEUED:
+            raise ProtocolError(
+                ErrorCode.BAD_STATE, f'cannot join the queue in state "{case.state}"', "queue.join"
+            )
+        self.queue.join(self._entry(case))
+        self._broadcast_queue()
+
+    async def _leave(self, case_id: str) -> None:
+        if self.queue.remove(case_id) is None:
+            raise ProtocolError(ErrorCode.BAD_STATE, "not waiting in the queue", "queue.leave")
+        with contextlib.suppress(InvalidTransition):
+            await self.cases.move(case_id, CaseState.ABANDONED)
+        self._broadcast_queue()
+
+    @staticmethod
+    def _entry(case: CaseRef) -> QueueEntry:
+        since = case.queued_at.astimezone(UTC).isoformat() if case.queued_at else ""
+        return QueueEntry(
+            case_id=case.public_id,
+            customer_name=case.customer_name,
+            service=case.service,
+            waiting_since=since,
+            elderly_mode=case.elderly_mode,
+            lang=case.lang,
+        )
+
+    def _staffed(self) -> int:
+        return self.presence.count(PresenceStatus.AVAILABLE) + self.presence.count(
+            PresenceStatus.IN_CALL
+        )
+
+    def _snapshot(self) -> QueueSnapshot:
+        return QueueSnapshot(
+            entries=self.queue.entries(),
+            advisors_available=self.presence.count(PresenceStatus.AVAILABLE),
+        )
+
+    def _broadcast_queue(self) -> None:
+        snapshot = self._snapshot()
+        for staff_id in self._advisors:
+            self.hub.send(advisor_key(staff_id), snapshot)
+        size, staffed = len(self.queue), self._staffed()
+        for position, entry in enumerate(self.queue.entries(), start=1):
+            wait = self.queue.estimated_wait(position, staffed)
+            self.hub.send(
+                customer_key(entry.case_id),
+                QueuePosition(position=position, size=size, estimated_wait_seconds=wait),
+            )
+
+    # ---- presence ------------------------------------------------------------------------
+
+    def _set_presence(self, staff_id: int, status: PresenceStatus) -> None:
+        if staff_id in self._advisor_call:
+            raise ProtocolError(ErrorCode.BAD_STATE, "finish the call first", "presence.set")
+        try:
+            self.presence.move(staff_id, status)
+        except InvalidPresenceTransition as err:
+            raise _bad_state(err, "presence.set") from err
+        self.hub.send(advisor_key(staff_id), PresenceState(status=status.value))
+        self._broadcast_queue()
+
+    # ---- calls ---------------------------------------------------------------------------
+
+    def _call_of_case(self, case_id: str, ref: str) -> Call:
+        call = self._calls.get(case_id)
+        if call is None:
+            raise ProtocolError(ErrorCode.BAD_STATE, "no call in progress", ref)
+        return call
+
+    def _call_of_advisor(self, staff_id: int, ref: str) -> Call:
+        case_id = self._advisor_call.get(staff_id)
+        if case_id is None:
+            raise ProtocolError(ErrorCode.BAD_STATE, "no call in progress", ref)
+        return self._calls[case_id]
+
+    def _started(self, call: Call, side: Side) -> CallStarted:
+        peer = call.advisor_name if side == "customer" else call.case.customer_name
+        return CallStarted(case_id=call.case.public_id, peer_name=peer, service=call.case.service)
+
+    async def _accept(self, staff_id: int, case_id: str) -> None:
+        async with self._lock:
+            if self.presence.get(staff_id) is not PresenceStatus.AVAILABLE:
+                raise ProtocolError(
+                    ErrorCode.BAD_STATE, "set yourself available first", "queue.accept"
+                )
+            entry = self.queue.remove(case_id)
+            if entry is None:
+                raise ProtocolError(
+                    ErrorCode.NOT_FOUND, "that customer is no longer waiting", "queue.accept"
+                )
+            try:
+                media = self.media.open(case_id, self._media_state_cb(case_id))
+            except MediaError as err:
+                self.queue.join(entry)
+                raise ProtocolError(ErrorCode.BUSY, str(err), "queue.accept") from err
+            try:
+                case = await self.cases.move(case_id, CaseState.IN_CALL, advisor_id=staff_id)
+            except CaseError as err:
+                await self.media.close(case_id)
+                self._broadcast_queue()
+                raise _bad_state(err, "queue.accept") from err
+            call = Call(case, staff_id, self._advisors.get(staff_id, ""), media)
+            self._calls[case_id] = call
+            self._advisor_call[staff_id] = case_id
+            self.presence.move(staff_id, PresenceStatus.IN_CALL)
+        log.info("call started", extra={"case_id": case_id, "advisor_id": staff_id})
+        self.hub.send(advisor_key(staff_id), PresenceState(status="in_call"))
+        self.hub.send(advisor_key(staff_id), self._started(call, "advisor"))
+        self.hub.send(customer_key(case_id), self._started(call, "customer"))
+        self._broadcast_queue()
+
+    def _media_state_cb(self, case_id: str) -> Callable[[Side, str], None]:
+        def on_state(side: Side, state: str) -> None:
+            call = self._calls.get(case_id)
+            if call is not None and state == "connected" and call.state is CallState.CONNECTING:
+                call.move(CallState.ACTIVE)
+            log.info("media %s %s", side, state, extra={"case_id": case_id})
+
+        return on_state
+
+    async def _offer(self, call: Call, side: Side, sdp: str) -> None:
+        try:
+            answer = await call.media.answer(side, sdp)
+        except BadOffer as err:
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"sdp: {err}", "webrtc.offer") from err
+        except CallClosed as err:
+            raise ProtocolError(ErrorCode.BAD_STATE, "the call has ended", "webrtc.offer") from err
+        key = (
+            customer_key(call.case.public_id)
+            if side == "customer"
+            else advisor_key(call.advisor_id)
+        )
+        self.hub.send(key, WebrtcAnswer(sdp=answer))
+
+    async def _chat(self, call: Call, side: Side, text: str) -> None:
+        sent_at = await self.cases.add_chat(call.case.id, side, text)
+        name = call.case.customer_name if side == "customer" else call.advisor_name
+        msg = ChatMessage(
+            sender="customer" if side == "customer" else "advisor",
+            sender_name=name,
+            text=text,
+            sent_at=sent_at.astimezone(UTC).isoformat(),
+        )
+        self.hub.send(customer_key(call.case.public_id), msg)
+        self.hub.send(advisor_key(call.advisor_id), msg)
+
+    async def end_call(self, call: Call, by: Ender, reason: str) -> None:
+        """End a call: close media, close the case, tell both sides, free the advisor."""
+        case_id = call.case.public_id
+        if self._calls.pop(case_id, None) is None:
+            return
+        self._advisor_call.pop(call.advisor_id, None)
+        self._cancel_timer(customer_key(case_id))
+        self._cancel_timer(advisor_key(call.advisor_id))
+        call.move(CallState.ENDED)
+        await self.media.close(case_id)
+        try:
+            await self.cases.move(case_id, CaseState.CLOSED, ended_by=by)
+        except CaseError:
+            log.exception("could not close case", extra={"case_id": case_id})
+        ended = CallEnded(case_id=case_id, ended_by=by, reason=reason)
+        self.hub.send(customer_key(case_id), ended)
+        self.hub.send(advisor_key(call.advisor_id), ended)
+        if call.advisor_id in self._advisors:
+            self.presence.move(call.advisor_id, PresenceStatus.AVAILABLE)
+            self.hub.send(advisor_key(call.advisor_id), PresenceState(status="available"))
+        else:
+            self.presence.move(call.advisor_id, PresenceStatus.OFFLINE)
+        log.info("call ended by %s", by, extra={"case_id": case_id})
+        self._broadcast_queue()
+
+    # ---- drops after the grace period ----------------------------------------------------
+
+    def _start_timer(self, key: str, coro: Coroutine[Any, Any, None]) -> None:
+        self._cancel_timer(key)
+        self._timers[key] = asyncio.create_task(self._after_grace(key, coro), name=f"grace:{key}")
+
+    async def _after_grace(self, key: str, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await asyncio.sleep(self._grace)
+        except asyncio.CancelledError:
+            coro.close()
+            raise
+        self._timers.pop(key, None)
+        await coro
+
+    def _cancel_timer(self, key: str) -> None:
+        task = self._timers.pop(key, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _drop_customer(self, case_id: str) -> None:
+        if self.hub.is_connected(customer_key(case_id)):
+            return
+        call = self._calls.get(case_id)
+        if call is not None:
+            await self.end_call(call, "system", "customer_disconnected")
+        elif self.queue.remove(case_id) is not None:
+            with contextlib.suppress(CaseError):
+                await self.cases.move(case_id, CaseState.ABANDONED)
+            self._broadcast_queue()
+
+    async def _drop_advisor(self, staff_id: int) -> None:
+        if self.hub.is_connected(advisor_key(staff_id)):
+            return
+        self._advisors.pop(staff_id, None)
+        case_id = self._advisor_call.get(staff_id)
+        if case_id is not None:
+            await self.end_call(self._calls[case_id], "system", "advisor_disconnected")
+        self.presence.move(staff_id, PresenceStatus.OFFLINE)
+        self._broadcast_queue()
+
+    async def shutdown(self) -> None:
+        """End every call (the server is stopping) and cancel every timer."""
+        for task in list(self._timers.values()):
+            task.cancel()
+        await asyncio.gather(*self._timers.values(), return_exceptions=True)
+        self._timers.clear()
+        for call in list(self._calls.values()):
+            await self.end_call(call, "system", "server_shutdown")

@@ -1,0 +1,195 @@
+"""Persistence of cases and chat: every state change is one transaction checked by the table."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cases.errors import CaseNotFound
+from cases.services import check_service
+from cases.states import CaseState, check_case_move
+from store.db import Database
+from store.models import Case, ChatMessage, Customer
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRef:
+    """A case as the rest of the system sees it."""
+
+    id: int
+    public_id: str
+    customer_id: int
+    customer_name: str
+    service: str
+    state: CaseState
+    lang: str
+    elderly_mode: bool
+    advisor_id: int | None
+    queued_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRecord:
+    """Which consent text the customer accepted."""
+
+    version: str
+    sha256: str
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; every time we store is UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _ref(case: Case, customer_name: str) -> CaseRef:
+    return CaseRef(
+        id=case.id,
+        public_id=case.public_id,
+        customer_id=case.customer_id,
+        customer_name=customer_name,
+        service=case.service,
+        state=CaseState(case.state),
+        lang=case.lang,
+        elderly_mode=case.elderly_mode,
+        advisor_id=case.advisor_id,
+        queued_at=_aware(case.queued_at),
+    )
+
+
+async def _load(s: AsyncSession, public_id: str) -> tuple[Case, str]:
+    row = (
+        await s.execute(
+            select(Case, Customer.name)
+            .join(Customer, Customer.id == Case.customer_id)
+            .where(Case.public_id == public_id)
+            .with_for_update()
+        )
+    ).first()
+    if row is None:
+        raise CaseNotFound(f"no case {public_id!r}")
+    return row[0], row[1]
+
+
+def _stamp(case: Case, wanted: CaseState, now: datetime) -> None:
+    match wanted:
+        case CaseState.QUEUED:
+            case.queued_at = now
+        case CaseState.IN_CALL:
+            case.call_started_at = now
+        case CaseState.CLOSED:
+            case.call_ended_at = now
+            case.closed_at = now
+        case CaseState.ABANDONED:
+            case.closed_at = now
+        case _:
+            pass
+
+
+class CaseStore:
+    """Cases in the database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def open(self, customer_id: int, service: str, lang: str, elderly: bool) -> CaseRef:
+        """Open a case for an identified customer."""
+        check_service(service)
+        async with self._db.session() as s, s.begin():
+            case = Case(
+                public_id=secrets.token_urlsafe(12),
+                customer_id=customer_id,
+                service=service,
+                state=CaseState.IDENTIFIED.value,
+                lang=lang,
+                elderly_mode=elderly,
+                created_at=_now(),
+            )
+            s.add(case)
+            await s.flush()
+            name = (await s.scalars(select(Customer.name).where(Customer.id == customer_id))).one()
+            return _ref(case, name)
+
+    async def get(self, public_id: str) -> CaseRef:
+        """Load a case by its public id (raises :class:`CaseNotFound`)."""
+        async with self._db.session() as s:
+            case, name = await _load(s, public_id)
+            return _ref(case, name)
+
+    async def get_by_id(self, case_id: int) -> CaseRef:
+        """Load a case by its row id (raises :class:`CaseNotFound`)."""
+        async with self._db.session() as s:
+            public_id = await s.scalar(select(Case.public_id).where(Case.id == case_id))
+        if public_id is None:
+            raise CaseNotFound(f"no case #{case_id}")
+        return await self.get(public_id)
+
+    async def move(
+        self,
+        public_id: str,
+        wanted: CaseState,
+        *,
+        advisor_id: int | None = None,
+        ended_by: str | None = None,
+        consent: ConsentRecord | None = None,
+    ) -> CaseRef:
+        """Change a case's state in one transaction; an illegal move changes nothing."""
+        async with self._db.session() as s, s.begin():
+            case, name = await _load(s, public_id)
+            check_case_move(CaseState(case.state), wanted)
+            now = _now()
+            case.state = wanted.value
+            _stamp(case, wanted, now)
+            if advisor_id is not None:
+                case.advisor_id = advisor_id
+            if ended_by is not None:
+                case.ended_by = ended_by
+            if consent is not None:
+                case.consent_version = consent.version
+                case.consent_sha256 = consent.sha256
+                case.consented_at = now
+            return _ref(case, name)
+
+    async def add_chat(self, case_id: int, sender: str, text: str) -> datetime:
+        """Store a chat message; returns its time."""
+        now = _now()
+        async with self._db.session() as s, s.begin():
+            s.add(ChatMessage(case_id=case_id, sender=sender, text=text, sent_at=now))
+        return now
+
+    async def chat(self, case_id: int) -> list[tuple[str, str, datetime]]:
+        """The chat of a case: (sender, text, time), oldest first."""
+        async with self._db.session() as s:
+            rows = await s.execute(
+                select(ChatMessage.sender, ChatMessage.text, ChatMessage.sent_at)
+                .where(ChatMessage.case_id == case_id)
+                .order_by(ChatMessage.id)
+            )
+            return [(r[0], r[1], r[2]) for r in rows]
+
+    async def recover(self) -> int:
+        """After a restart no call or queue survives: close what was left open."""
+        count = 0
+        async with self._db.session() as s, s.begin():
+            rows = await s.scalars(
+                select(Case).where(Case.state.in_([CaseState.QUEUED, CaseState.IN_CALL]))
+            )
+            now = _now()
+            for case in rows.all():
+                wanted = (
+                    CaseState.CLOSED if case.state == CaseState.IN_CALL else CaseState.ABANDONED
+                )
+                case.state = wanted.value
+                case.ended_by = "system"
+                _stamp(case, wanted, now)
+                count += 1
+        return count

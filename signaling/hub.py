@@ -1,0 +1,118 @@
+"""The WebSocket hub: who is connected, and a bounded outbound queue per connection.
+
+The hub knows nothing of aiohttp: a connection is given a ``send`` coroutine function and a
+``close`` one by the endpoint that owns the socket. Messages to a principal (``"advisor:7"``,
+``"customer:<case>"``) go to each of its connections without waiting: a connection whose queue
+is full is too slow to keep up and is closed rather than allowed to hold memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from signaling.config import SignalingConfig
+from signaling.messages import Codec, ServerMessage
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[str], Awaitable[None]]
+Close = Callable[[int, str], Coroutine[Any, Any, None]]
+
+CLOSE_TOO_SLOW = 4008
+CLOSE_SHUTDOWN = 1001
+
+
+class Connection:
+    """One socket: a bounded queue drained by one owned writer task."""
+
+    def __init__(self, principal: str, send: Send, close: Close, queue_size: int) -> None:
+        self.principal = principal
+        self._send = send
+        self._close = close
+        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
+        self._writer = asyncio.create_task(self._drain(), name=f"ws-writer:{principal}")
+        self.closed = False
+
+    def push(self, msg: ServerMessage) -> bool:
+        """Queue a message; False (and the connection closes) when the queue is full."""
+        if self.closed:
+            return False
+        try:
+            self._queue.put_nowait(Codec.encode(msg))
+        except asyncio.QueueFull:
+            log.warning("closing slow connection", extra={"principal": self.principal})
+            self._schedule_close(CLOSE_TOO_SLOW, "too slow")
+            return False
+        return True
+
+    async def _drain(self) -> None:
+        while True:
+            text = await self._queue.get()
+            try:
+                await self._send(text)
+            except (ConnectionError, RuntimeError):
+                log.debug("send failed; the reader will notice the close")
+                return
+
+    def _schedule_close(self, code: int, reason: str) -> None:
+        self.closed = True
+        self._writer.cancel()
+        # The close runs as the writer's replacement so that push() never awaits.
+        self._writer = asyncio.create_task(self._close(code, reason), name="ws-close")
+
+    async def aclose(self, code: int = CLOSE_SHUTDOWN, reason: str = "") -> None:
+        """Stop the writer and close the socket."""
+        if not self.closed:
+            self.closed = True
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError):
+                await self._writer
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self._close(code, reason)
+            return
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError):
+            await self._writer
+
+
+class Hub:
+    """Registry of live connections by principal."""
+
+    def __init__(self, config: SignalingConfig) -> None:
+        self.config = config
+        self.codec = Codec(config.max_message_bytes)
+        self._by_principal: dict[str, set[Connection]] = {}
+
+    def attach(self, principal: str, send: Send, close: Close) -> Connection:
+        """Register a new connection for ``principal``."""
+        conn = Connection(principal, send, close, self.config.outbound_queue_size)
+        self._by_principal.setdefault(principal, set()).add(conn)
+        return conn
+
+    def detach(self, conn: Connection) -> bool:
+        """Forget a connection; True when it was the principal's last one."""
+        conns = self._by_principal.get(conn.principal)
+        if conns is None:
+            return True
+        conns.discard(conn)
+        if not conns:
+            del self._by_principal[conn.principal]
+            return True
+        return False
+
+    def is_connected(self, principal: str) -> bool:
+        """Whether the principal has at least one open connection."""
+        return bool(self._by_principal.get(principal))
+
+    def send(self, principal: str, msg: ServerMessage) -> int:
+        """Queue ``msg`` for every connection of ``principal``; returns how many took it."""
+        return sum(conn.push(msg) for conn in list(self._by_principal.get(principal, ())))
+
+    async def close_all(self) -> None:
+        """Close every connection (graceful shutdown)."""
+        conns = [c for group in self._by_principal.values() for c in group]
+        self._by_principal.clear()
+        await asyncio.gather(*(c.aclose(CLOSE_SHUTDOWN, "server shutdown") for c in conns))

@@ -1,0 +1,279 @@
+"""Wire messages of the CloudBranch WebSocket, protocol version 1.
+
+Every message is a JSON object with a ``type`` tag and a protocol version ``v``. Client messages
+are parsed with one ``TypeAdapter`` over a discriminated union; anything malformed, oversized,
+unknown or of another version raises :class:`ProtocolError` carrying a code the client can show.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+
+Role = Literal["customer", "advisor"]
+
+
+class ErrorCode(StrEnum):
+    """Codes of ``error`` messages; the pages map each to a translated sentence."""
+
+    BAD_JSON = "bad_json"
+    TOO_LARGE = "too_large"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_MESSAGE = "invalid_message"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    FORBIDDEN = "forbidden"
+    BAD_STATE = "bad_state"
+    NOT_FOUND = "not_found"
+    RATE_LIMITED = "rate_limited"
+    BUSY = "busy"
+    INTERNAL = "internal"
+
+
+class ProtocolError(Exception):
+    """A client message that cannot be accepted; ``code`` goes back in an ``error`` message."""
+
+    def __init__(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    v: Literal[1] = 1
+
+
+# ---- client → server ----------------------------------------------------------------------
+
+
+class QueueJoin(_Msg):
+    """Customer: join the waiting queue for the case bound to this session."""
+
+    type: Literal["queue.join"]
+
+
+class QueueLeave(_Msg):
+    """Customer: leave the queue (the case is abandoned)."""
+
+    type: Literal["queue.leave"]
+
+
+class PresenceSet(_Msg):
+    """Advisor: become available for calls or step away."""
+
+    type: Literal["presence.set"]
+    status: Literal["available", "away"]
+
+
+class QueueAccept(_Msg):
+    """Advisor: take the waiting customer of this case into a call."""
+
+    type: Literal["queue.accept"]
+    case_id: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class WebrtcOffer(_Msg):
+    """Either side in a call: an SDP offer with all ICE candidates gathered (no trickle)."""
+
+    type: Literal["webrtc.offer"]
+    sdp: Annotated[str, Field(min_length=1, max_length=60_000)]
+
+
+class ChatSend(_Msg):
+    """Either side in a call: a chat message."""
+
+    type: Literal["chat.send"]
+    text: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class CallHangup(_Msg):
+    """Either side in a call: end it."""
+
+    type: Literal["call.hangup"]
+
+
+class Ping(_Msg):
+    """Keep-alive; answered with ``pong``."""
+
+    type: Literal["ping"]
+
+
+ClientMessage = Annotated[
+    QueueJoin | QueueLeave | PresenceSet | QueueAccept | WebrtcOffer | ChatSend | CallHangup | Ping,
+    Field(discriminator="type"),
+]
+
+CLIENT_TYPES = frozenset(
+    {
+        "queue.join",
+        "queue.leave",
+        "presence.set",
+        "queue.accept",
+        "webrtc.offer",
+        "chat.send",
+        "call.hangup",
+        "ping",
+    }
+)
+
+
+# ---- server → client ----------------------------------------------------------------------
+
+
+class Welcome(_Msg):
+    """First message on every connection: who the server thinks you are."""
+
+    type: Literal["welcome"] = "welcome"
+    role: Role
+    name: str
+    case_id: str | None = None
+    ice_servers: list[dict[str, str | list[str]]] = Field(default_factory=list)
+    ice_loopback_only: bool = False
+
+
+class QueuePosition(_Msg):
+    """Customer: where they stand in the queue (1 = next)."""
+
+    type: Literal["queue.position"] = "queue.position"
+    position: int
+    size: int
+    estimated_wait_seconds: int
+
+
+class QueueEntry(BaseModel):
+    """One waiting customer as the advisor console shows it."""
+
+    model_config = ConfigDict(frozen=True)
+    case_id: str
+    customer_name: str
+    service: str
+    waiting_since: str  # ISO 8601, UTC
+    elderly_mode: bool = False
+    lang: str = "zh-CN"
+
+
+class QueueSnapshot(_Msg):
+    """Advisor: the whole waiting queue, pushed on every change."""
+
+    type: Literal["queue.snapshot"] = "queue.snapshot"
+    entries: list[QueueEntry]
+    advisors_available: int
+
+
+class PresenceState(_Msg):
+    """Advisor: their presence as the server holds it."""
+
+    type: Literal["presence.state"] = "presence.state"
+    status: Literal["offline", "available", "away", "in_call"]
+
+
+class CallStarted(_Msg):
+    """Both sides: the call is on; the browser now sends its ``webrtc.offer``."""
+
+    type: Literal["call.started"] = "call.started"
+    case_id: str
+    peer_name: str
+    service: str
+
+
+class WebrtcAnswer(_Msg):
+    """The server's SDP answer to an offer."""
+
+    type: Literal["webrtc.answer"] = "webrtc.answer"
+    sdp: str
+
+
+class ChatMessage(_Msg):
+    """A chat message as delivered to both sides (the sender gets its echo)."""
+
+    type: Literal["chat.message"] = "chat.message"
+    sender: Role
+    sender_name: str
+    text: str
+    sent_at: str
+
+
+class CallEnded(_Msg):
+    """Both sides: the call is over."""
+
+    type: Literal["call.ended"] = "call.ended"
+    case_id: str
+    ended_by: Literal["customer", "advisor", "system"]
+    reason: str = "hangup"
+
+
+class ErrorMessage(_Msg):
+    """A message could not be accepted; the connection stays open."""
+
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+    ref: str | None = None
+
+
+class Pong(_Msg):
+    """Answer to ``ping``."""
+
+    type: Literal["pong"] = "pong"
+
+
+ServerMessage = (
+    Welcome
+    | QueuePosition
+    | QueueSnapshot
+    | PresenceState
+    | CallStarted
+    | WebrtcAnswer
+    | ChatMessage
+    | CallEnded
+    | ErrorMessage
+    | Pong
+)
+
+
+class Codec:
+    """Parses client messages and encodes server messages (one ``TypeAdapter``, built once)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+
+    def parse(self, raw: str | bytes) -> ClientMessage:
+        """Parse one client frame or raise :class:`ProtocolError`."""
+        size = len(raw.encode() if isinstance(raw, str) else raw)
+        if size > self.max_bytes:
+            limit = self.max_bytes
+            raise ProtocolError(ErrorCode.TOO_LARGE, f"message of {size} bytes exceeds {limit}")
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ProtocolError(ErrorCode.BAD_JSON, "message is not valid JSON") from err
+        if not isinstance(data, dict):
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, "message must be a JSON object")
+        kind = data.get("type")
+        ref = kind if isinstance(kind, str) and len(kind) <= 40 else None
+        if ref not in CLIENT_TYPES:
+            raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {ref!r}", ref)
+        if data.get("v", PROTOCOL_VERSION) != PROTOCOL_VERSION:
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"protocol version {data.get('v')!r} is not supported, use {PROTOCOL_VERSION}",
+                ref,
+            )
+        try:
+            return self._adapter.validate_python(data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"][1:]) or "message"
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{where}: {first['msg']}", ref) from err
+
+    @staticmethod
+    def encode(msg: ServerMessage) -> str:
+        """Serialise one server message."""
+        return msg.model_dump_json()

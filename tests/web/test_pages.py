@@ -1,0 +1,143 @@
+"""Customer intake and staff login through the real handlers: what a user would see."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from store.models import Case
+from tests.web.conftest import Person, World, consent, csrf_of, identify, login
+from web.keys import DB
+
+
+async def test_customer_walks_from_service_to_call_page(world: World) -> None:
+    client = await world.make_client()
+    home = await client.get("/")
+    assert home.status == 200 and 'id="service-pin_change"' in await home.text()
+    status, _ = await identify(client, world.ada)
+    assert status == 303
+    await consent(client)
+    check = await client.get("/device-check")
+    assert check.status == 200 and 'id="preview"' in await check.text()
+    call = await client.get("/call")
+    assert call.status == 200 and 'id="queue-position"' in await call.text()
+    async with world.app[DB].session() as s:
+        case = (await s.scalars(select(Case))).one()
+    assert case.state == "consented" and case.consent_version and case.consent_sha256
+    assert case.service == "pin_change"
+
+
+async def test_wrong_identification_gives_one_generic_error(world: World) -> None:
+    client = await world.make_client()
+    ada = world.ada
+    wrong_name = Person("Ada Byron", ada.id_number, ada.card_last4)
+    wrong_card = Person(ada.name, ada.id_number, "0000")
+    wrong_id = Person(ada.name, world.grace.id_number, ada.card_last4)
+    pages = [await identify(client, p) for p in (wrong_name, wrong_card, wrong_id)]
+    assert {status for status, _ in pages} == {400}
+    errors = {_error_text(html) for _, html in pages}
+    assert len(errors) == 1, "each wrong field must produce the same message"
+    assert ada.id_number not in pages[0][1], "the ID number is never echoed"
+
+
+async def test_identification_is_rate_limited_even_with_right_data(world: World) -> None:
+    client = await world.make_client()
+    wrong = Person(world.ada.name, world.ada.id_number, "9999")
+    for _ in range(3):
+        status, _ = await identify(client, wrong)
+        assert status == 400
+    status, html = await identify(client, world.ada)
+    assert status == 429
+    assert 'id="identify-error"' in html
+
+
+async def test_post_without_csrf_token_is_refused(world: World) -> None:
+    client = await world.make_client()
+    await client.get("/identify?service=pin_change")
+    a = world.ada
+    form = {
+        "service": "pin_change",
+        "name": a.name,
+        "id_number": a.id_number,
+        "card_last4": a.card_last4,
+    }
+    resp = await client.post("/identify", data=form, allow_redirects=False)
+    assert resp.status == 403
+    body = await resp.json()
+    assert body["error"] == "csrf" and "CSRF" in body["message"]
+    wrong = await client.post("/identify", data={**form, "csrf_token": "forged"})
+    assert wrong.status == 403 and (await wrong.json())["message"] == "invalid CSRF token"
+
+
+async def test_post_without_any_session_is_refused(world: World) -> None:
+    client = await world.make_client()
+    resp = await client.post("/staff/login", data={"username": "advisor1", "password": "x"})
+    assert resp.status == 403 and (await resp.json())["error"] == "csrf"
+
+
+async def test_consent_must_be_ticked(world: World) -> None:
+    client = await world.make_client()
+    await identify(client, world.ada)
+    page = await client.get("/consent")
+    resp = await client.post("/consent", data={"csrf_token": csrf_of(await page.text())})
+    assert resp.status == 400 and 'id="consent-error"' in await resp.text()
+    assert (await client.get("/call", allow_redirects=False)).headers["Location"] == "/consent"
+
+
+async def test_pages_after_consent_need_an_identified_customer(world: World) -> None:
+    client = await world.make_client()
+    for path in ("/consent", "/device-check", "/call"):
+        resp = await client.get(path, allow_redirects=False)
+        assert resp.status == 303 and resp.headers["Location"] == "/"
+
+
+async def test_staff_login_rejects_wrong_password_and_console_needs_login(world: World) -> None:
+    client = await world.make_client()
+    assert (await client.get("/advisor", allow_redirects=False)).status == 303
+    page = await client.get("/staff/login")
+    resp = await client.post(
+        "/staff/login",
+        data={"csrf_token": csrf_of(await page.text()), "username": "advisor1", "password": "no"},
+    )
+    assert resp.status == 401 and 'id="login-error"' in await resp.text()
+    await login(client)
+    console = await client.get("/advisor")
+    assert console.status == 200 and 'id="queue-list"' in await console.text()
+
+
+async def test_auditor_has_no_advisor_console(world: World) -> None:
+    client = await world.make_client()
+    await login(client, "auditor1")
+    assert (await client.get("/advisor")).status == 403
+
+
+async def test_security_headers_and_cookie_flags(world: World) -> None:
+    client = await world.make_client()
+    resp = await client.get("/identify?service=card_loss")
+    csp = resp.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
+
+
+async def test_language_switch_and_accept_language(world: World) -> None:
+    client = await world.make_client()
+    zh = await client.get("/", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    assert '<html lang="zh-CN"' in await zh.text()
+    switched = await client.get("/lang/en?next=/", allow_redirects=False)
+    assert switched.headers["Location"] == "/"
+    en = await client.get("/", headers={"Accept-Language": "zh-CN"})
+    assert '<html lang="en"' in await en.text()
+    evil = await client.get("/lang/en?next=//evil.example", allow_redirects=False)
+    assert evil.headers["Location"] == "/"
+
+
+async def test_elderly_mode_switch(world: World) -> None:
+    client = await world.make_client()
+    await client.get("/prefs/elderly?on=1&next=/")
+    assert 'class="elderly"' in await (await client.get("/")).text()
+
+
+def _error_text(html: str) -> str:
+    start = html.index('id="identify-error"')
+    return html[start : html.index("</div>", start)]

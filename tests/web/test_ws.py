@@ -1,0 +1,182 @@
+"""The WebSocket: the queue → accept → chat → hang-up journey, and every refusal path."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestClient
+from sqlalchemy import select
+
+from store.models import Case, ChatMessage
+from tests.web.conftest import World, consent, identify, login
+from web.keys import DB
+
+TIMEOUT = 5.0
+
+
+async def receive(ws: Any, kind: str, **want: Any) -> dict[str, Any]:
+    """The next message of type ``kind`` whose fields match ``want`` (others are skipped)."""
+    while True:
+        frame = await ws.receive(timeout=TIMEOUT)
+        assert frame.type == WSMsgType.TEXT, f"socket ended waiting for {kind}: {frame}"
+        data: dict[str, Any] = json.loads(frame.data)
+        if data["type"] == kind and all(data.get(k) == v for k, v in want.items()):
+            return data
+
+
+async def customer_socket(world: World, person: Any = None) -> tuple[TestClient, Any]:  # type: ignore[type-arg]
+    client = await world.make_client()
+    status, _ = await identify(client, person or world.ada)
+    assert status == 303
+    await consent(client)
+    ws = await client.ws_connect("/ws")
+    welcome = await receive(ws, "welcome")
+    assert welcome["role"] == "customer"
+    return client, ws
+
+
+async def advisor_socket(world: World) -> tuple[TestClient, Any]:  # type: ignore[type-arg]
+    client = await world.make_client()
+    await login(client)
+    ws = await client.ws_connect("/ws")
+    assert (await receive(ws, "welcome"))["role"] == "advisor"
+    return client, ws
+
+
+async def test_queue_accept_chat_hangup(world: World) -> None:
+    _, adv = await advisor_socket(world)
+    await adv.send_json({"type": "presence.set", "status": "available"})
+    await receive(adv, "presence.state", status="available")
+
+    _, cust = await customer_socket(world)
+    await cust.send_json({"type": "queue.join"})
+    position = await receive(cust, "queue.position")
+    assert position["position"] == 1 and position["size"] == 1
+
+    snapshot = await receive(adv, "queue.snapshot")
+    while not snapshot["entries"]:
+        snapshot = await receive(adv, "queue.snapshot")
+    entry = snapshot["entries"][0]
+    assert entry["customer_name"] == "Ada Lovelace" and entry["service"] == "pin_change"
+    assert world.ada.id_number not in json.dumps(snapshot)
+
+    await adv.send_json({"type": "queue.accept", "case_id": entry["case_id"]})
+    assert (await receive(adv, "call.started"))["peer_name"] == "Ada Lovelace"
+    assert (await receive(cust, "call.started"))["peer_name"] == "Advisor Wang"
+
+    await cust.send_json({"type": "chat.send", "text": "你好, I lost my card"})
+    for ws in (adv, cust):
+        msg = await receive(ws, "chat.message")
+        assert msg["text"] == "你好, I lost my card" and msg["sender"] == "customer"
+    await adv.send_json({"type": "chat.send", "text": "I can help"})
+    assert (await receive(cust, "chat.message"))["sender_name"] == "Advisor Wang"
+
+    await cust.send_json({"type": "call.hangup"})
+    for ws in (adv, cust):
+        ended = await receive(ws, "call.ended")
+        assert ended["ended_by"] == "customer"
+    await receive(adv, "presence.state", status="available")
+
+    async with world.app[DB].session() as s:
+        case = (await s.scalars(select(Case))).one()
+        chats = (await s.scalars(select(ChatMessage))).all()
+    assert case.state == "closed" and case.ended_by == "customer"
+    assert case.call_started_at is not None and case.call_ended_at is not None
+    assert case.call_ended_at >= case.call_started_at
+    assert [c.sender for c in chats] == ["customer", "advisor"]
+
+
+async def test_two_customers_see_their_positions(world: World) -> None:
+    _, first = await customer_socket(world)
+    await first.send_json({"type": "queue.join"})
+    assert (await receive(first, "queue.position"))["position"] == 1
+    _, second = await customer_socket(world, world.grace)
+    await second.send_json({"type": "queue.join"})
+    got = await receive(second, "queue.position")
+    assert (got["position"], got["size"]) == (2, 2)
+    assert got["estimated_wait_seconds"] > 0
+    await first.send_json({"type": "queue.leave"})
+    assert (await receive(second, "queue.position"))["position"] == 1
+
+
+async def _error(ws: Any, raw: str) -> dict[str, Any]:
+    await ws.send_str(raw)
+    return await receive(ws, "error")
+
+
+async def test_malformed_oversized_unknown_messages_get_codes_and_socket_survives(
+    world: World,
+) -> None:
+    _, ws = await customer_socket(world)
+    assert (await _error(ws, "{not json"))["code"] == "bad_json"
+    assert (await _error(ws, "[1, 2]"))["code"] == "invalid_message"
+    assert (await _error(ws, '{"type": "launch.rockets"}'))["code"] == "unknown_type"
+    assert (await _error(ws, '{"type": "ping", "v": 9}'))["code"] == "unsupported_version"
+    bad = await _error(ws, '{"type": "chat.send", "text": ""}')
+    assert bad["code"] == "invalid_message" and "text" in bad["message"]
+    big = json.dumps({"type": "chat.send", "text": "x" * 70_000})
+    assert (await _error(ws, big))["code"] == "too_large"
+    await ws.send_json({"type": "ping"})
+    assert (await receive(ws, "pong"))["type"] == "pong"
+
+
+async def test_customer_cannot_act_as_advisor_or_reach_another_case(world: World) -> None:
+    _, other = await customer_socket(world, world.grace)
+    await other.send_json({"type": "queue.join"})
+    await receive(other, "queue.position")
+    _, ws = await customer_socket(world)
+    for raw in (
+        '{"type": "presence.set", "status": "available"}',
+        '{"type": "queue.accept", "case_id": "abc"}',
+    ):
+        assert (await _error(ws, raw))["code"] == "forbidden"
+    # Chat and hang-up only ever reach the sender's own case: without a call they are refused.
+    assert (await _error(ws, '{"type": "chat.send", "text": "hi"}'))["code"] == "bad_state"
+    assert (await _error(ws, '{"type": "call.hangup"}'))["code"] == "bad_state"
+
+
+async def test_advisor_cannot_use_customer_actions_or_accept_when_away(world: World) -> None:
+    _, adv = await advisor_socket(world)
+    assert (await _error(adv, '{"type": "queue.join"}'))["code"] == "forbidden"
+    away = await _error(adv, '{"type": "queue.accept", "case_id": "abc"}')
+    assert away["code"] == "bad_state"
+    await adv.send_json({"type": "presence.set", "status": "available"})
+    gone = await _error(adv, '{"type": "queue.accept", "case_id": "abc"}')
+    assert gone["code"] == "not_found"
+    offer = await _error(adv, '{"type": "webrtc.offer", "sdp": "v=0"}')
+    assert offer["code"] == "bad_state"
+
+
+async def test_garbage_sdp_is_refused_and_call_goes_on(world: World) -> None:
+    _, adv = await advisor_socket(world)
+    await adv.send_json({"type": "presence.set", "status": "available"})
+    _, cust = await customer_socket(world)
+    await cust.send_json({"type": "queue.join"})
+    snapshot = await receive(adv, "queue.snapshot")
+    while not snapshot["entries"]:
+        snapshot = await receive(adv, "queue.snapshot")
+    await adv.send_json({"type": "queue.accept", "case_id": snapshot["entries"][0]["case_id"]})
+    await receive(cust, "call.started")
+    err = await _error(cust, '{"type": "webrtc.offer", "sdp": "hello"}')
+    assert err["code"] == "invalid_message"
+    await cust.send_json({"type": "chat.send", "text": "still here"})
+    assert (await receive(adv, "chat.message"))["text"] == "still here"
+
+
+async def test_socket_needs_a_session_and_same_origin(world: World) -> None:
+    client = await world.make_client()
+    resp = await client.get("/ws", headers={"Connection": "Upgrade", "Upgrade": "websocket"})
+    assert resp.status == 401 and (await resp.json())["error"] == "unauthorized"
+    await identify(client, world.ada)
+    await consent(client)
+    cross = await client.get("/ws", headers={"Origin": "http://evil.example"})
+    assert cross.status == 403 and (await cross.json())["error"] == "bad_origin"
+
+
+async def test_identified_but_not_consented_customer_gets_no_socket(world: World) -> None:
+    client = await world.make_client()
+    await identify(client, world.ada)
+    resp = await client.get("/ws")
+    assert resp.status == 403

@@ -1,0 +1,135 @@
+"""The aiohttp application factory: the one composition root."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+from aiohttp import WSCloseCode, web
+
+from banking.sql import SqlCoreBanking
+from cases.consent import ensure_consent_texts
+from cases.intake import Intake
+from cases.limits import AttemptLimiter
+from cases.live import LiveDesk
+from cases.store import CaseStore
+from media.call import CallManager
+from media.ice import enable_loopback_ice
+from signaling.hub import Hub
+from store.blobs import LocalBlobStore
+from store.db import open_database
+from web import middleware, pages
+from web.i18n import Catalog
+from web.keys import (
+    BANKING,
+    BLOBS,
+    CALLS,
+    CASES,
+    CATALOG,
+    DB,
+    DESK,
+    HUB,
+    INTAKE,
+    JINJA,
+    LIMITER,
+    SESSIONS,
+    SETTINGS,
+    SOCKETS,
+)
+from web.render import STATIC_PREFIX, make_environment
+from web.sessions import SessionStore
+from web.settings import Settings
+from web.ws import websocket
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+RECONNECT_GRACE_SECONDS = 20.0
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    db = await open_database(settings.store)
+    app[DB] = db
+    blobs = LocalBlobStore(settings.store.blob_dir)
+    app[BLOBS] = blobs
+    app[BANKING] = SqlCoreBanking(db, blobs, settings.web.secret_key)
+    app[CASES] = cases = CaseStore(db)
+    window = settings.web.identify_window_seconds
+    app[LIMITER] = limiter = AttemptLimiter(db, settings.web.identify_attempts, window)
+    app[INTAKE] = Intake(app[BANKING], cases, limiter)
+    app[SESSIONS] = SessionStore(db, timedelta(hours=settings.web.session_hours))
+    await ensure_consent_texts(db)
+    recovered = await cases.recover()
+    if recovered:
+        log.info("closed %d cases left open by an earlier run", recovered)
+    yield
+    await db.close()
+
+
+async def _live(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.media.ice_loopback_only:
+        enable_loopback_ice()
+    app[CALLS] = calls = CallManager(settings.media)
+    app[HUB] = hub = Hub(settings.signaling)
+    app[DESK] = LiveDesk(
+        hub,
+        app[CASES],
+        calls,
+        average_handle_seconds=settings.signaling.average_handle_seconds,
+        reconnect_grace_seconds=RECONNECT_GRACE_SECONDS,
+    )
+    yield
+    await app[DESK].shutdown()
+    await calls.close_all()
+    await hub.close_all()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """On shutdown: end calls (both sides are told), then close every socket and peer."""
+    await app[DESK].shutdown()
+    await app[CALLS].close_all()
+    sockets = app[SOCKETS]
+    for ws in list(sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the application; resources open in ``cleanup_ctx`` when it starts."""
+    app = web.Application(
+        middlewares=[middleware.errors, middleware.sessions, middleware.csrf],
+        client_max_size=1024 * 1024,
+    )
+    app[SETTINGS] = settings
+    app[CATALOG] = Catalog()
+    app[JINJA] = make_environment()
+    sockets: set[web.WebSocketResponse] = set()
+    app[SOCKETS] = sockets
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_live)
+    app.on_response_prepare.append(middleware.on_prepare)
+    app.on_shutdown.append(_close_sockets)
+    app.add_routes(pages.routes)
+    app.router.add_get("/ws", websocket)
+    app.router.add_static(STATIC_PREFIX, STATIC_DIR, name="static")
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """Run the server until SIGINT/SIGTERM, then shut down gracefully."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    log.info("CloudBranch on http://%s:%d/", settings.web.host, settings.web.port)
+    web.run_app(
+        create_app(settings),
+        host=settings.web.host,
+        port=settings.web.port,
+        shutdown_timeout=5.0,
+        print=None,
+        access_log=None,
+    )

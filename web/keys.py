@@ -1,0 +1,44 @@
+"""Typed application keys: the shared state of the app, opened in ``cleanup_ctx``."""
+
+from __future__ import annotations
+
+import jinja2
+from aiohttp import web
+
+from banking.sql import SqlCoreBanking
+from cases.intake import Intake
+from cases.limits import AttemptLimiter
+from cases.live import LiveDesk
+from cases.store import CaseStore
+from media.call import CallManager
+from signaling.hub import Hub
+from store.blobs import BlobStore
+from store.db import Database
+from web.i18n import Catalog
+from web.sessions import Session, SessionStore
+from web.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", Database)
+BLOBS = web.AppKey("blobs", BlobStore)
+BANKING = web.AppKey("banking", SqlCoreBanking)
+CASES = web.AppKey("cases", CaseStore)
+INTAKE = web.AppKey("intake", Intake)
+LIMITER = web.AppKey("limiter", AttemptLimiter)
+SESSIONS = web.AppKey("sessions", SessionStore)
+CALLS = web.AppKey("calls", CallManager)
+HUB = web.AppKey("hub", Hub)
+DESK = web.AppKey("desk", LiveDesk)
+CATALOG = web.AppKey("catalog", Catalog)
+JINJA = web.AppKey("jinja", jinja2.Environment)
+SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
+
+# Per-request values (set by middlewares).
+REQ_SESSION: web.RequestKey[Session | None] = web.RequestKey("session")
+REQ_LANG = web.RequestKey("lang", str)
+REQ_ELDERLY = web.RequestKey("elderly", bool)
+
+
+def session_of(request: web.Request) -> Session | None:
+    """The request's session, if it has one."""
+    return request.get(REQ_SESSION)

@@ -1,0 +1,127 @@
+"""Middlewares: errors as JSON, security headers, sessions, CSRF, language and elderly mode."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from web.i18n import negotiate
+from web.keys import REQ_ELDERLY, REQ_LANG, REQ_SESSION, SESSIONS, SETTINGS, session_of
+from web.sessions import COOKIE
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: blob:",
+        "media-src 'self' blob: mediastream:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Permissions-Policy": "camera=(self), microphone=(self), geolocation=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def json_error(status: int, code: str, message: str) -> web.Response:
+    """A 4xx/5xx answer whose JSON body names the problem."""
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+def wants_json(request: web.Request) -> bool:
+    """API and WebSocket paths, and clients that ask for JSON, get JSON errors."""
+    accept = request.headers.get("Accept", "")
+    return request.path.startswith(("/api/", "/ws")) or "application/json" in accept
+
+
+async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    """Security headers on every response, static files and WebSocket upgrades included."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.secure:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if session_of(request) is not None:
+        response.headers.setdefault("Cache-Control", "no-store")
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn HTTP errors into JSON bodies where JSON is expected; hide internal errors."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or not wants_json(request) or exc.content_type == "application/json":
+            raise
+        return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if wants_json(request):
+            return json_error(500, "internal", "internal error")
+        raise
+
+
+@web.middleware
+async def sessions(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Load the session named by the cookie, and the language and elderly-mode choice."""
+    token = request.cookies.get(COOKIE, "")
+    request[REQ_SESSION] = await request.app[SESSIONS].load(token) if token else None
+    settings = request.app[SETTINGS]
+    request[REQ_LANG] = negotiate(
+        request.headers.get("Accept-Language"),
+        request.cookies.get("lang"),
+        settings.web.default_lang,
+    )
+    request[REQ_ELDERLY] = request.cookies.get("elderly") == "1"
+    return await handler(request)
+
+
+async def _submitted_token(request: web.Request) -> str:
+    header = request.headers.get("X-CSRF-Token")
+    if header:
+        return header
+    if request.content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
+        form = await request.post()
+        value = form.get("csrf_token")
+        return value if isinstance(value, str) else ""
+    return ""
+
+
+@web.middleware
+async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """State-changing requests must carry the session's CSRF token."""
+    if request.method in UNSAFE:
+        session = session_of(request)
+        if session is None:
+            raise_csrf("no session: reload the page and try again")
+        token = await _submitted_token(request)
+        if not token:
+            raise_csrf("missing CSRF token")
+        if session is not None and not hmac.compare_digest(token, session.csrf_token):
+            raise_csrf("invalid CSRF token")
+    return await handler(request)
+
+
+def raise_csrf(message: str) -> None:
+    """Refuse a request for CSRF reasons (403 with a JSON body)."""
+    raise web.HTTPForbidden(
+        text=f'{{"error": "csrf", "message": "{message}"}}', content_type="application/json"
+    )

@@ -1,0 +1,337 @@
+"""Customer and staff pages: translate requests into ``cases`` calls and render templates."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from cases.consent import current_consent
+from cases.errors import CaseNotFound, IdentificationFailed, NotAllowed, TooManyAttempts
+from cases.limits import client_key
+from cases.pages_access import CUSTOMER_SOCKET_STATES
+from cases.services import SERVICES
+from cases.states import CaseState
+from cases.store import CaseRef
+from web.accounts import StaffRef, get_staff, verify_staff
+from web.i18n import SUPPORTED
+from web.keys import (
+    CASES,
+    DB,
+    INTAKE,
+    LIMITER,
+    REQ_ELDERLY,
+    REQ_LANG,
+    SESSIONS,
+    SETTINGS,
+    session_of,
+)
+from web.render import render
+from web.sessions import Session, clear_cookie, set_cookie
+from web.ws import CONSOLE_ROLES
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+# Case states from which each customer page may be shown.
+AFTER_CONSENT = CUSTOMER_SOCKET_STATES
+
+
+def client_address(request: web.Request) -> str:
+    """The peer address failures are counted under."""
+    return request.remote or "unknown"
+
+
+def see_other(location: str) -> web.Response:
+    """A 303 redirect returned (not raised) so cookies can be set on it."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+def safe_next(raw: str | None, default: str = "/") -> str:
+    """Only same-site relative paths are followed after a switch (no open redirect)."""
+    if not raw or not raw.startswith("/") or raw.startswith("//") or "\\" in raw:
+        return default
+    return raw
+
+
+async def start_session(
+    request: web.Request,
+    response: web.StreamResponse,
+    kind: str,
+    *,
+    staff_id: int | None = None,
+    case_id: int | None = None,
+) -> Session:
+    """Replace the request's session (if any) with a new one, and set its cookie."""
+    store = request.app[SESSIONS]
+    old = session_of(request)
+    if old is not None:
+        await store.destroy(old.id)
+    token, session = await store.create(kind, staff_id=staff_id, case_id=case_id)
+    set_cookie(response, request, token, request.app[SETTINGS].web.cookie_secure)
+    return session
+
+
+async def render_with_session(
+    request: web.Request, template: str, *, status: int = 200, **ctx: object
+) -> web.Response:
+    """Render a form page, creating an anonymous session first when there is none."""
+    if session_of(request) is None:
+        holder = web.Response()
+        session = await start_session(request, holder, "anon")
+        response = render(request, template, status=status, **ctx, csrf_token=session.csrf_token)
+        response.cookies.update(holder.cookies)
+        return response
+    return render(request, template, status=status, **ctx)
+
+
+# ---- customer -------------------------------------------------------------------------------
+
+
+def _service_list() -> list[dict[str, str]]:
+    return [
+        {"code": c, "title_key": f"service.{c}.title", "desc_key": f"service.{c}.desc"}
+        for c in SERVICES
+    ]
+
+
+@routes.get("/")
+async def service_page(request: web.Request) -> web.Response:
+    """Step 1: choose a service."""
+    return render(request, "service.html", services=_service_list())
+
+
+@routes.get("/identify")
+async def identify_page(request: web.Request) -> web.Response:
+    """Step 2: name, ID number, card digits."""
+    service = request.query.get("service", "")
+    if service not in SERVICES:
+        raise web.HTTPSeeOther("/")
+    return await render_with_session(
+        request, "identify.html", service=service, error=None, values={}
+    )
+
+
+@routes.post("/identify")
+async def identify_submit(request: web.Request) -> web.StreamResponse:
+    """Open a case when identification succeeds; one generic error otherwise."""
+    form = await request.post()
+    fields = {
+        k: str(form.get(k, "")).strip() for k in ("service", "name", "id_number", "card_last4")
+    }
+    service = fields["service"]
+    if service not in SERVICES:
+        raise web.HTTPSeeOther("/")
+    values = {"name": fields["name"][:60], "card_last4": fields["card_last4"][:4]}
+    try:
+        if not all(fields.values()) or len(fields["name"]) > 60 or len(fields["id_number"]) > 18:
+            raise IdentificationFailed("incomplete")
+        case = await request.app[INTAKE].identify(
+            client_address(request),
+            service,
+            fields["name"],
+            fields["id_number"].upper(),
+            fields["card_last4"],
+            lang=request[REQ_LANG],
+            elderly=request[REQ_ELDERLY],
+        )
+    except TooManyAttempts as err:
+        response = render(
+            request,
+            "identify.html",
+            status=429,
+            service=service,
+            error="identify.error.rate_limited",
+            values=values,
+        )
+        response.headers["Retry-After"] = str(err.retry_after)
+        return response
+    except IdentificationFailed:
+        return render(
+            request,
+            "identify.html",
+            status=400,
+            service=service,
+            error="identify.error.generic",
+            values=values,
+        )
+    response = see_other("/consent")
+    await start_session(request, response, "customer", case_id=case.id)
+    return response
+
+
+async def customer_case(request: web.Request, allowed: frozenset[CaseState]) -> CaseRef:
+    """The case of this customer session, when it is in one of ``allowed`` states."""
+    session = session_of(request)
+    if session is None or session.kind != "customer" or session.case_id is None:
+        raise web.HTTPSeeOther("/")
+    try:
+        case = await request.app[CASES].get_by_id(session.case_id)
+    except CaseNotFound as err:
+        raise web.HTTPSeeOther("/") from err
+    if case.state not in allowed:
+        raise web.HTTPSeeOther(_page_for(case.state))
+    return case
+
+
+def _page_for(state: CaseState) -> str:
+    if state is CaseState.IDENTIFIED:
+        return "/consent"
+    if state in AFTER_CONSENT:
+        return "/call"
+    return "/"
+
+
+async def _consent_page(
+    request: web.Request, case: CaseRef, status: int, error: str | None
+) -> web.Response:
+    consent = await current_consent(request.app[DB], request[REQ_LANG])
+    return render(
+        request,
+        "consent.html",
+        status=status,
+        service=case.service,
+        consent_text=consent.text,
+        consent_version=consent.version,
+        error=error,
+    )
+
+
+@routes.get("/consent")
+async def consent_page(request: web.Request) -> web.Response:
+    """Step 3: the recording consent."""
+    case = await customer_case(request, frozenset({CaseState.IDENTIFIED}))
+    return await _consent_page(request, case, 200, None)
+
+
+@routes.post("/consent")
+async def consent_submit(request: web.Request) -> web.StreamResponse:
+    """Record the consent, with the version and hash of the text shown."""
+    case = await customer_case(request, frozenset({CaseState.IDENTIFIED}))
+    form = await request.post()
+    if form.get("accept") not in {"on", "yes", "1", "true"}:
+        return await _consent_page(request, case, 400, "consent.error.required")
+    consent = await current_consent(request.app[DB], case.lang)
+    try:
+        await request.app[INTAKE].consent(case.public_id, consent)
+    except NotAllowed as err:
+        raise web.HTTPSeeOther(_page_for(case.state)) from err
+    raise web.HTTPSeeOther("/device-check")
+
+
+@routes.get("/device-check")
+async def device_check_page(request: web.Request) -> web.Response:
+    """Step 4: camera, microphone and network check."""
+    case = await customer_case(request, AFTER_CONSENT)
+    return render(request, "device_check.html", service=case.service)
+
+
+@routes.get("/call")
+async def call_page(request: web.Request) -> web.Response:
+    """Step 5: the waiting room and the call."""
+    case = await customer_case(request, AFTER_CONSENT)
+    return render(
+        request,
+        "call.html",
+        service=case.service,
+        config={"caseId": case.public_id, "service": case.service},
+    )
+
+
+@routes.get("/lang/{code}")
+async def switch_language(request: web.Request) -> web.StreamResponse:
+    """Remember the chosen language in a cookie."""
+    code = request.match_info["code"]
+    if code not in SUPPORTED:
+        raise web.HTTPNotFound(text=f"unsupported language {code!r}")
+    response = see_other(safe_next(request.query.get("next")))
+    response.set_cookie("lang", code, max_age=365 * 86400, samesite="Lax", path="/")
+    return response
+
+
+@routes.get("/prefs/elderly")
+async def switch_elderly(request: web.Request) -> web.StreamResponse:
+    """Turn elderly mode (large text, high contrast, big buttons) on or off."""
+    on = request.query.get("on") == "1"
+    response = see_other(safe_next(request.query.get("next")))
+    response.set_cookie(
+        "elderly", "1" if on else "0", max_age=365 * 86400, samesite="Lax", path="/"
+    )
+    return response
+
+
+# ---- staff ----------------------------------------------------------------------------------
+
+
+@routes.get("/staff/login")
+async def login_page(request: web.Request) -> web.Response:
+    """Staff login form."""
+    return await render_with_session(request, "staff_login.html", error=None)
+
+
+@routes.post("/staff/login")
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    """Check username + password (argon2, rate-limited) and start a staff session."""
+    form = await request.post()
+    username = str(form.get("username", "")).strip()[:64]
+    password = str(form.get("password", ""))[:256]
+    limiter = request.app[LIMITER]
+    key = client_key("staff-login", client_address(request))
+    try:
+        await limiter.check(key)
+    except TooManyAttempts as err:
+        response = render(request, "staff_login.html", status=429, error="login.error.rate_limited")
+        response.headers["Retry-After"] = str(err.retry_after)
+        return response
+    staff = await verify_staff(request.app[DB], username, password) if username else None
+    if staff is None:
+        await limiter.failed(key)
+        log.info("staff login failed")
+        return render(request, "staff_login.html", status=401, error="login.error.invalid")
+    response = see_other("/advisor")
+    await start_session(request, response, "staff", staff_id=staff.id)
+    log.info("staff login", extra={"staff_id": staff.id})
+    return response
+
+
+@routes.post("/staff/logout")
+async def logout(request: web.Request) -> web.StreamResponse:
+    """End the staff session."""
+    session = session_of(request)
+    if session is not None:
+        await request.app[SESSIONS].destroy(session.id)
+    response = see_other("/staff/login")
+    clear_cookie(response)
+    return response
+
+
+async def current_staff(request: web.Request, roles: frozenset[str]) -> StaffRef:
+    """The logged-in staff member, when their role is one of ``roles``."""
+    session = session_of(request)
+    if session is None or session.kind != "staff" or session.staff_id is None:
+        raise web.HTTPSeeOther("/staff/login?" + urlencode({"next": request.path}))
+    staff = await get_staff(request.app[DB], session.staff_id)
+    if staff is None:
+        raise web.HTTPSeeOther("/staff/login")
+    if staff.role not in roles:
+        raise web.HTTPForbidden(text=f"the role {staff.role!r} has no access to this page")
+    return staff
+
+
+@routes.get("/advisor")
+async def advisor_console(request: web.Request) -> web.Response:
+    """The advisor console: queue, call, chat."""
+    staff = await current_staff(request, CONSOLE_ROLES)
+    return render(
+        request,
+        "advisor.html",
+        staff_name=staff.display_name,
+        config={"staffName": staff.display_name},
+    )
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness probe for the proxy and the tests."""
+    return web.json_response({"status": "ok"})

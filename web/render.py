@@ -1,0 +1,55 @@
+"""Rendering jinja2 pages with the context every template expects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from web.keys import CATALOG, JINJA, REQ_ELDERLY, REQ_LANG, session_of
+
+STATIC_PREFIX = "/static/"
+
+
+def make_environment() -> jinja2.Environment:
+    """The jinja2 environment over ``web/templates`` (autoescape on)."""
+    folder = Path(__file__).parent / "templates"
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folder),
+        autoescape=jinja2.select_autoescape(["html"]),
+        enable_async=False,
+    )
+
+
+def static_url(name: str) -> str:
+    """URL of a file under ``web/static``."""
+    return STATIC_PREFIX + name.lstrip("/")
+
+
+def base_context(request: web.Request) -> dict[str, Any]:
+    """What every template gets: translation, language, elderly mode, CSRF token, paths."""
+    catalog = request.app[CATALOG]
+    lang: str = request[REQ_LANG]
+    session = session_of(request)
+    return {
+        "t": catalog.translator(lang),
+        "lang": lang,
+        "elderly": bool(request[REQ_ELDERLY]),
+        "csrf_token": session.csrf_token if session else "",
+        "path": request.path_qs,
+        "static": static_url,
+        "messages": catalog.for_scripts(lang),
+        "config": {},
+    }
+
+
+def render(
+    request: web.Request, template: str, *, status: int = 200, **context: Any
+) -> web.Response:
+    """Render ``template`` with the base context plus ``context``."""
+    ctx = base_context(request)
+    ctx.update(context)
+    html = request.app[JINJA].get_template(template).render(ctx)
+    return web.Response(text=html, status=status, content_type="text/html")

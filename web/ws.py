@@ -1,0 +1,164 @@
+"""The WebSocket endpoint: one socket per browser, authenticated by its session.
+
+Each frame is parsed by the signaling codec and handed to the live desk; a refused message gets
+an ``error`` message with a code and the socket stays usable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from aiohttp import WSMsgType, web
+
+from cases.errors import CaseNotFound
+from cases.pages_access import CUSTOMER_SOCKET_STATES
+from signaling.hub import Close, Connection
+from signaling.messages import ErrorCode, ErrorMessage, ProtocolError, Welcome
+from web.accounts import get_staff
+from web.keys import CALLS, CASES, DB, DESK, HUB, SETTINGS, SOCKETS, session_of
+from web.middleware import json_error
+
+log = logging.getLogger(__name__)
+
+CONSOLE_ROLES = frozenset({"advisor", "supervisor"})
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """Messages per second a socket may send (burst ``capacity``)."""
+
+    rate: float
+    capacity: float
+    tokens: float = 0.0
+    stamp: float = 0.0
+
+    def take(self) -> bool:
+        """Spend one token; False when the socket is sending too fast."""
+        now = time.monotonic()
+        if self.stamp == 0.0:
+            self.tokens, self.stamp = self.capacity, now
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Who is on the socket."""
+
+    role: str  # "customer" | "advisor"
+    principal: str
+    name: str
+    case_id: str | None = None
+    staff_id: int | None = None
+
+
+def _same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not a browser: the session cookie still has to be valid
+    return origin.split("://", 1)[-1] == request.host
+
+
+async def _identify_peer(request: web.Request) -> Peer:
+    session = session_of(request)
+    if session is None:
+        raise web.HTTPUnauthorized(text="no session")
+    if session.kind == "customer" and session.case_id is not None:
+        try:
+            case = await request.app[CASES].get_by_id(session.case_id)
+        except CaseNotFound as err:
+            raise web.HTTPUnauthorized(text="case not found") from err
+        if case.state not in CUSTOMER_SOCKET_STATES:
+            raise web.HTTPForbidden(text=f'case is in state "{case.state}"')
+        key = f"customer:{case.public_id}"
+        return Peer("customer", key, case.customer_name, case_id=case.public_id)
+    if session.kind == "staff" and session.staff_id is not None:
+        staff = await get_staff(request.app[DB], session.staff_id)
+        if staff is None or staff.role not in CONSOLE_ROLES:
+            raise web.HTTPForbidden(text="this role has no live console")
+        return Peer("advisor", f"advisor:{staff.id}", staff.display_name, staff_id=staff.id)
+    raise web.HTTPUnauthorized(text="identify or log in first")
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    """``GET /ws``: upgrade, welcome, then dispatch every frame to the live desk."""
+    if not _same_origin(request):
+        return json_error(403, "bad_origin", "cross-site WebSocket refused")
+    try:
+        peer = await _identify_peer(request)
+    except web.HTTPException as exc:
+        return json_error(exc.status, "unauthorized", exc.text or "")
+    settings = request.app[SETTINGS]
+    # aiohttp closes a socket on a frame over max_msg_size; keep that far above our own limit
+    # so an oversized message gets an error message and the socket stays usable.
+    ws = web.WebSocketResponse(heartbeat=25, max_msg_size=settings.signaling.max_message_bytes * 4)
+    await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
+    conn = request.app[HUB].attach(peer.principal, ws.send_str, _closer(ws))
+    try:
+        await _serve(request, ws, conn, peer)
+    finally:
+        request.app[SOCKETS].discard(ws)
+        last = request.app[HUB].detach(conn)
+        await conn.aclose()
+        if last:
+            _disconnected(request, peer)
+    return ws
+
+
+def _closer(ws: web.WebSocketResponse) -> Close:
+    async def close(code: int, reason: str) -> None:
+        await ws.close(code=code, message=reason.encode())
+
+    return close
+
+
+def _disconnected(request: web.Request, peer: Peer) -> None:
+    desk = request.app[DESK]
+    if peer.case_id is not None:
+        desk.customer_disconnected(peer.case_id)
+    elif peer.staff_id is not None:
+        desk.advisor_disconnected(peer.staff_id)
+
+
+async def _serve(
+    request: web.Request, ws: web.WebSocketResponse, conn: Connection, peer: Peer
+) -> None:
+    app = request.app
+    desk, codec = app[DESK], app[HUB].codec
+    conn.push(
+        Welcome(
+            role="customer" if peer.role == "customer" else "advisor",
+            name=peer.name,
+            case_id=peer.case_id,
+            ice_servers=app[CALLS].browser_ice_servers(),
+            ice_loopback_only=app[SETTINGS].media.ice_loopback_only,
+        )
+    )
+    if peer.case_id is not None:
+        desk.customer_connected(peer.case_id)
+    elif peer.staff_id is not None:
+        desk.advisor_connected(peer.staff_id, peer.name)
+    bucket = TokenBucket(rate=20.0, capacity=40.0)
+    async for frame in ws:
+        if frame.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            break
+        try:
+            if not bucket.take():
+                raise ProtocolError(ErrorCode.RATE_LIMITED, "too many messages; slow down")
+            msg = codec.parse(frame.data)
+            if peer.case_id is not None:
+                await desk.handle_customer(peer.case_id, msg)
+            elif peer.staff_id is not None:
+                await desk.handle_advisor(peer.staff_id, msg)
+        except ProtocolError as err:
+            conn.push(ErrorMessage(code=err.code, message=err.message, ref=err.ref))
+        except Exception:
+            log.exception("error handling a message", extra={"principal": peer.principal})
+            conn.push(ErrorMessage(code=ErrorCode.INTERNAL, message="internal error"))
