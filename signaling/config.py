@@ -13,6 +13,7 @@ class SignalingConfig:
     outbound_queue_size: int = 256
     max_chat_chars: int = 2000
     average_handle_seconds: int = 240
+    reconnect_grace_seconds: float = 20.0
 
     def __post_init__(self) -> None:
         if self.max_message_bytes < 1024:

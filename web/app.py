@@ -46,7 +46,6 @@ from web.ws import websocket
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
-RECONNECT_GRACE_SECONDS = 20.0
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -80,7 +79,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         app[CASES],
         calls,
         average_handle_seconds=settings.signaling.average_handle_seconds,
-        reconnect_grace_seconds=RECONNECT_GRACE_SECONDS,
+        reconnect_grace_seconds=settings.signaling.reconnect_grace_seconds,
     )
     yield
     await app[DESK].shutdown()

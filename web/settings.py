@@ -126,6 +126,7 @@ class Settings:
             ),
             signaling=SignalingConfig(
                 max_message_bytes=_int(env, "WS_MAX_MESSAGE_BYTES", 64 * 1024),
+                reconnect_grace_seconds=_int(env, "RECONNECT_GRACE_SECONDS", 20),
             ),
             data_dir=data_dir,
             shared_data=Path(_str(env, "SHARED_DATA", "../shared/data")).resolve(),

@@ -49,6 +49,7 @@ def settings(tmp_path: Path, shared_data: Path) -> Settings:
             "CLOUDBRANCH_IDENTIFY_ATTEMPTS": "3",
             "CLOUDBRANCH_SHARED_DATA": str(shared_data),
             "CLOUDBRANCH_DEFAULT_LANG": "en",
+            "CLOUDBRANCH_RECONNECT_GRACE_SECONDS": "1",
         }
     )
 

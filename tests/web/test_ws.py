@@ -180,3 +180,33 @@ async def test_identified_but_not_consented_customer_gets_no_socket(world: World
     await identify(client, world.ada)
     resp = await client.get("/ws")
     assert resp.status == 403
+
+
+async def test_reload_keeps_the_place_and_leaving_for_good_frees_it(world: World) -> None:
+    client, ws = await customer_socket(world)
+    await ws.send_json({"type": "queue.join"})
+    await receive(ws, "queue.position", position=1)
+    _, other = await customer_socket(world, world.grace)
+    await other.send_json({"type": "queue.join"})
+    await receive(other, "queue.position", position=2)
+    await ws.close()  # a reload: back within the grace period
+    again = await client.ws_connect("/ws")
+    await again.send_json({"type": "queue.join"})
+    await receive(again, "queue.position", position=1)
+    await again.close()  # now gone for good
+    await receive(other, "queue.position", position=1)
+
+
+async def test_advisor_who_drops_mid_call_ends_it_for_the_customer(world: World) -> None:
+    _, adv = await advisor_socket(world)
+    await adv.send_json({"type": "presence.set", "status": "available"})
+    _, cust = await customer_socket(world)
+    await cust.send_json({"type": "queue.join"})
+    snapshot = await receive(adv, "queue.snapshot")
+    while not snapshot["entries"]:
+        snapshot = await receive(adv, "queue.snapshot")
+    await adv.send_json({"type": "queue.accept", "case_id": snapshot["entries"][0]["case_id"]})
+    await receive(cust, "call.started")
+    await adv.close()
+    ended = await receive(cust, "call.ended")
+    assert ended["ended_by"] == "system" and ended["reason"] == "advisor_disconnected"
