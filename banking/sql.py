@@ -1,0 +1,148 @@
+"""``CoreBanking`` over the platform's own SQL database and blob store (the embedded default)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from datetime import UTC, datetime
+
+from PIL import Image
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from banking.core import CustomerRef, NewCustomer
+from banking.errors import CustomerNotFound, DuplicateCustomer, InvalidCustomerData
+from banking.identity import id_number_hmac, mask_card_number, mask_id_number, names_match
+from store.blobs import BlobStore
+from store.db import Database
+from store.models import Card, Customer, ReferencePhoto
+
+log = logging.getLogger(__name__)
+
+_PIL_CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
+
+
+def decoded_content_type(photo: bytes) -> str:
+    """Fully decode ``photo`` and return its content type; ``InvalidCustomerData`` otherwise.
+
+    CPU work: call it in a worker thread.
+    """
+    try:
+        with Image.open(io.BytesIO(photo)) as image:
+            image.load()
+            kind = image.format or ""
+    except Exception as err:  # Pillow raises many types (OSError, SyntaxError, bomb errors …)
+        raise InvalidCustomerData("photo", "is not a readable JPEG or PNG image") from err
+    if kind not in _PIL_CONTENT_TYPES:
+        raise InvalidCustomerData("photo", "is not a JPEG or PNG image")
+    return _PIL_CONTENT_TYPES[kind]
+
+
+def _ref(customer: Customer) -> CustomerRef:
+    return CustomerRef(customer.id, customer.name, customer.id_number_masked)
+
+
+def _rows_for(
+    new: NewCustomer, hmac_hex: str, blob_key: str
+) -> tuple[Customer, Card, ReferencePhoto]:
+    now = datetime.now(UTC)
+    customer = Customer(
+        name=new.name,
+        id_number_hmac=hmac_hex,
+        id_number_masked=mask_id_number(new.id_number),
+        birth_date=new.birth_date,
+        phone=new.phone,
+        created_at=now,
+    )
+    card = Card(
+        number_masked=mask_card_number(new.card_number),
+        last4=new.card_number[-4:],
+        status="active",
+        pin_retries=0,
+        created_at=now,
+    )
+    photo = ReferencePhoto(blob_key=blob_key, content_type=new.photo_content_type, created_at=now)
+    return customer, card, photo
+
+
+class SqlCoreBanking:
+    """``CoreBanking`` on ``store`` tables; ID numbers are kept only as HMAC and masked form.
+
+    ``pepper`` is the server secret keying the ID-number HMAC: changing it orphans every customer.
+    """
+
+    def __init__(self, db: Database, blobs: BlobStore, pepper: str) -> None:
+        if not pepper:
+            raise ValueError("the pepper must not be empty")
+        self._db = db
+        self._blobs = blobs
+        self._pepper = pepper
+
+    async def identify(self, name: str, id_number: str, card_last4: str) -> CustomerRef | None:
+        """The customer matching all three fields, or None (never says which field failed)."""
+        key = id_number_hmac(self._pepper, id_number)
+        query = (
+            select(Customer, Card.last4)
+            .outerjoin(Card, Card.customer_id == Customer.id)
+            .where(Customer.id_number_hmac == key)
+        )
+        async with self._db.session() as s, s.begin():
+            rows = (await s.execute(query)).all()
+        if not rows:
+            return None
+        customer = rows[0][0]
+        card_ok = any(last4 == card_last4.strip() for _, last4 in rows if last4 is not None)
+        name_ok = names_match(customer.name, name)
+        return _ref(customer) if card_ok and name_ok else None
+
+    async def add_customer(self, new: NewCustomer) -> CustomerRef:
+        """Open the customer, their card and reference photo in one transaction."""
+        detected = await asyncio.to_thread(decoded_content_type, new.photo)
+        if detected != new.photo_content_type:
+            raise InvalidCustomerData("photo_content_type", f"the photo is {detected}")
+        key = id_number_hmac(self._pepper, new.id_number)
+        # Content-addressed, so a blob left behind by a failed transaction is harmless.
+        blob_key = await self._blobs.put(new.photo)
+        customer, card, photo = _rows_for(new, key, blob_key)
+        try:
+            async with self._db.session() as s, s.begin():
+                if await s.scalar(select(Customer.id).where(Customer.id_number_hmac == key)):
+                    raise DuplicateCustomer()
+                s.add(customer)
+                await s.flush()
+                card.customer_id = customer.id
+                photo.customer_id = customer.id
+                s.add_all([card, photo])
+        except IntegrityError as err:  # a concurrent insert of the same ID number
+            raise DuplicateCustomer() from err
+        log.info(
+            "customer opened",
+            extra={"customer_id": customer.id, "id_number_masked": customer.id_number_masked},
+        )
+        return _ref(customer)
+
+    async def get_customer(self, customer_id: int) -> CustomerRef:
+        """The customer with this id, or ``CustomerNotFound``."""
+        async with self._db.session() as s, s.begin():
+            customer = await s.get(Customer, customer_id)
+        if customer is None:
+            raise CustomerNotFound(customer_id)
+        return _ref(customer)
+
+    async def reference_photo(self, customer_id: int) -> tuple[bytes, str] | None:
+        """The latest reference photo and its content type, or None.
+
+        Raises ``store.errors.BlobNotFound`` if the row exists but the blob is gone.
+        """
+        query = (
+            select(ReferencePhoto)
+            .where(ReferencePhoto.customer_id == customer_id)
+            .order_by(ReferencePhoto.created_at.desc(), ReferencePhoto.id.desc())
+            .limit(1)
+        )
+        async with self._db.session() as s, s.begin():
+            row = await s.scalar(query)
+        if row is None:
+            return None
+        return await self._blobs.get(row.blob_key), row.content_type

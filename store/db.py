@@ -1,0 +1,114 @@
+"""The async SQLAlchemy engine and sessions, and schema migrations at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from store.config import StoreConfig
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 5000
+# Any constant works: it only has to be the same on every node that migrates the same database.
+_PG_MIGRATION_LOCK = 0x436C6F75
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """Return the file of an SQLite URL, or None for other databases and in-memory SQLite."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    """Turn on foreign keys (off by default in SQLite), WAL and a busy timeout per connection."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def alembic_config() -> Config:
+    """An Alembic configuration pointing at the migrations shipped inside this package."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def _upgrade_sync(connection: Connection) -> None:
+    """Apply every migration up to head on ``connection`` (runs inside ``run_sync``)."""
+    if connection.dialect.name == "postgresql":
+        # Several nodes may start at once: let one migrate while the others wait.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+    cfg = alembic_config()
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, "head")
+
+
+async def upgrade_to_head(engine: AsyncEngine) -> None:
+    """Apply the Alembic migrations to head, in one transaction."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade_sync)
+
+
+class Database:
+    """An async engine and its session factory.
+
+    Use ``async with db.session() as s, s.begin(): ...`` for one transaction. Sessions do not
+    expire objects on commit, so rows read in a transaction stay usable after it.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    def session(self) -> AsyncSession:
+        """A new session (not yet in a transaction)."""
+        return self._sessions()
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+
+async def open_database(cfg: StoreConfig) -> Database:
+    """Open the database of ``cfg`` and migrate it to the latest schema.
+
+    For SQLite, the file's folder is created and every connection gets foreign keys, WAL and a
+    busy timeout. Running it again on an up-to-date database changes nothing.
+    """
+    url = make_url(cfg.database_url)
+    sqlite_file = _sqlite_file(url)
+    if sqlite_file is not None:
+        await asyncio.to_thread(sqlite_file.parent.mkdir, parents=True, exist_ok=True)
+    engine = create_async_engine(url)
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+    try:
+        await upgrade_to_head(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    log.info("database ready (%s)", url.render_as_string(hide_password=True))
+    return Database(engine)

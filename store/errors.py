@@ -1,0 +1,31 @@
+"""Errors raised by the store package."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class of every store error."""
+
+
+class InvalidBlobKey(StoreError, ValueError):
+    """A blob key is not a SHA-256 hex digest (64 hex characters)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"invalid blob key {key[:80]!r}: expected 64 hex characters")
+        self.key = key
+
+
+class BlobNotFound(StoreError):
+    """No blob is stored under this key."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"blob not found: {key}")
+        self.key = key
+
+
+class BlobCorrupt(StoreError):
+    """A stored blob's bytes no longer hash to its key (disk damage or tampering)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"blob content does not match its key: {key}")
+        self.key = key

@@ -1,0 +1,33 @@
+"""Fixtures for banking tests: a real SQLite file and blob folder per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from banking.sql import SqlCoreBanking
+from store.blobs import LocalBlobStore
+from store.config import StoreConfig
+from store.db import Database, open_database
+
+PEPPER = "test-pepper-not-secret"
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    cfg = StoreConfig(f"sqlite+aiosqlite:///{tmp_path / 'bank.db'}", tmp_path / "blobs")
+    database = await open_database(cfg)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+def blobs(tmp_path: Path) -> LocalBlobStore:
+    return LocalBlobStore(tmp_path / "blobs")
+
+
+@pytest.fixture
+def banking(db: Database, blobs: LocalBlobStore) -> SqlCoreBanking:
+    return SqlCoreBanking(db, blobs, PEPPER)

@@ -1,0 +1,174 @@
+"""The ``cloudbranch`` command, run in-process against a data folder in tmp_path."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from banking.core import CustomerRef
+from banking.demo import DEMO_PASSWORD
+from banking.identity import luhn_check_digit, prc_id_check_char
+from banking.sql import SqlCoreBanking
+from store.blobs import LocalBlobStore
+from store.db import open_database
+from web.accounts import StaffRef, verify_staff
+from web.cli import main
+from web.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ID_NUMBER = "31010419850612001" + prc_id_check_char("31010419850612001")
+CARD = "622202999988887" + luhn_check_digit("622202999988887")
+
+
+def _shared_data() -> Path:
+    raw = os.environ.get("CLOUDBRANCH_SHARED_DATA") or str(REPO_ROOT.parent / "shared" / "data")
+    path = Path(raw).resolve()
+    if not (path / "identity" / "face_recognition").is_dir():
+        pytest.fail(f"shared test data not found at {path} (set CLOUDBRANCH_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in list(os.environ):
+        if name.startswith("CLOUDBRANCH_") and name != "CLOUDBRANCH_SHARED_DATA":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("CLOUDBRANCH_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("CLOUDBRANCH_SHARED_DATA", str(_shared_data()))
+    return tmp_path / "var"
+
+
+@pytest.fixture
+def photo() -> Path:
+    return _shared_data() / "identity" / "face_recognition" / "obama" / "obama2.jpg"
+
+
+def _identify(name: str, id_number: str, last4: str) -> CustomerRef | None:
+    async def run() -> CustomerRef | None:
+        settings = Settings.from_env()
+        db = await open_database(settings.store)
+        try:
+            blobs = LocalBlobStore(settings.store.blob_dir)
+            banking = SqlCoreBanking(db, blobs, settings.web.secret_key)
+            return await banking.identify(name, id_number, last4)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def _login(username: str, password: str) -> StaffRef | None:
+    async def run() -> StaffRef | None:
+        db = await open_database(Settings.from_env().store)
+        try:
+            return await verify_staff(db, username, password)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def _add_customer(photo: Path, id_number: str = ID_NUMBER, card: str = CARD) -> int:
+    argv = ["customers", "add", "--name", "Barack Obama", "--id-number", id_number]
+    argv += ["--card-number", card, "--photo", str(photo), "--phone", "13800138000"]
+    return main(argv)
+
+
+def test_migrate(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["migrate"]) == 0
+    assert (env / "cloudbranch.db").is_file()
+    assert main(["migrate"]) == 0
+    assert "migrated" in capsys.readouterr().out
+
+
+def test_seed_demo_prints_logins_and_customers(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["seed-demo"]) == 0
+    out = capsys.readouterr().out
+    for text in ("advisor1", "Advisor Wang", "auditor1", "admin", DEMO_PASSWORD, "王芳", "created"):
+        assert text in out
+    assert main(["seed-demo"]) == 0
+    again = capsys.readouterr().out
+    assert "existing" in again
+    assert " created" not in again
+    assert _login("advisor2", DEMO_PASSWORD) is not None
+
+
+def test_add_customer_with_real_photo(photo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _add_customer(photo) == 0
+    captured = capsys.readouterr()
+    assert "Barack Obama" in captured.out
+    assert ID_NUMBER[:4] + "*" * 10 + ID_NUMBER[-4:] in captured.out
+    assert ID_NUMBER not in captured.out + captured.err
+    ref = _identify("barack obama", ID_NUMBER, CARD[-4:])
+    assert ref is not None and ref.name == "Barack Obama"
+
+
+def test_bad_id_number_exits_2_naming_the_field(
+    photo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = ID_NUMBER[:17] + ("0" if ID_NUMBER[17] != "0" else "1")
+    assert _add_customer(photo, id_number=bad) == 2
+    err = capsys.readouterr().err
+    assert "id_number" in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert bad not in err
+
+
+def test_bad_card_number_exits_2(photo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _add_customer(photo, card=CARD[:-1] + str((int(CARD[-1]) + 1) % 10)) == 2
+    assert "card_number" in capsys.readouterr().err
+
+
+def test_unreadable_photo_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _add_customer(tmp_path / "missing.jpg") == 2
+    assert "photo" in capsys.readouterr().err
+    text_file = tmp_path / "not-a-photo.jpg"
+    text_file.write_text("hello")
+    assert _add_customer(text_file) == 2
+    assert "photo" in capsys.readouterr().err
+
+
+def test_duplicate_customer_exits_2(photo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _add_customer(photo) == 0
+    assert _add_customer(photo) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_staff_add(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CLOUDBRANCH_NEW_STAFF_PASSWORD", "a long enough password")
+    argv = ["staff", "add", "--username", "advisor7", "--role", "advisor"]
+    assert main([*argv, "--display-name", "Advisor Zhao"]) == 0
+    assert "advisor7" in capsys.readouterr().out
+    ref = _login("advisor7", "a long enough password")
+    assert ref is not None and ref.display_name == "Advisor Zhao"
+    assert main([*argv, "--display-name", "Again"]) == 2
+    assert "taken" in capsys.readouterr().err
+
+
+def test_staff_add_short_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CLOUDBRANCH_NEW_STAFF_PASSWORD", "short")
+    argv = ["staff", "add", "--username", "x1", "--role", "admin", "--display-name", "X"]
+    assert main(argv) == 2
+    assert "at least 10" in capsys.readouterr().err
+
+
+def test_staff_password_prompted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answers = iter(["prompted password", "prompted password"])
+    monkeypatch.setattr("getpass.getpass", lambda _prompt="": next(answers))
+    argv = ["staff", "add", "--username", "aud2", "--role", "auditor", "--display-name", "A"]
+    assert main(argv) == 0
+    assert _login("aud2", "prompted password") is not None
+
+
+def test_usage_errors_return_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert main(["staff", "add", "--username", "u", "--role", "boss", "--display-name", "U"]) == 2
+    capsys.readouterr()

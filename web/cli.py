@@ -1,0 +1,220 @@
+"""The ``cloudbranch`` command: serve, migrate, seed demo data, add customers and staff.
+
+Each command reads ``Settings.from_env()`` and runs in its own ``asyncio.run``. Expected failures
+(bad input, duplicates, unreadable files) print one line to stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+import unicodedata
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from banking.core import CoreBanking, NewCustomer
+from banking.demo import DemoSummary, seed_demo
+from banking.errors import BankingError
+from banking.sql import SqlCoreBanking
+from store.blobs import BlobStore, LocalBlobStore
+from store.db import Database, open_database
+from store.errors import StoreError
+from web.accounts import ROLES, AccountError, create_staff
+from web.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PASSWORD_ENV = "CLOUDBRANCH_NEW_STAFF_PASSWORD"
+EXIT_USAGE = 2
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class CliError(Exception):
+    """A command cannot run as asked; the message is shown to the user."""
+
+
+@asynccontextmanager
+async def _services(
+    settings: Settings,
+) -> AsyncIterator[tuple[Database, BlobStore, CoreBanking]]:
+    """The migrated database, the blob store and the core-banking adapter, closed on exit."""
+    db = await open_database(settings.store)
+    try:
+        blobs = LocalBlobStore(settings.store.blob_dir)
+        yield db, blobs, SqlCoreBanking(db, blobs, settings.web.secret_key)
+    finally:
+        await db.close()
+
+
+def _width(text: str) -> int:
+    """Terminal columns taken by ``text`` (CJK characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Rows as left-aligned columns under a header line."""
+    widths = [max(_width(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = [
+        "  ".join(cell + " " * (w - _width(cell)) for cell, w in zip(row, widths, strict=True))
+        for row in [headers, ["-" * w for w in widths], *rows]
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _print_demo(summary: DemoSummary) -> None:
+    staff_rows = [[s.username, summary.password, s.role, s.display_name] for s in summary.staff]
+    print("Demo staff logins:")
+    print(format_table(["username", "password", "role", "name"], staff_rows))
+    customer_rows = [
+        [c.name, c.id_number, c.card_last4, c.phone, c.birth_date, c.status, c.note]
+        for c in summary.customers
+    ]
+    print("\nDemo customers (type these to identify):")
+    headers = ["name", "ID number", "card last4", "phone", "birth date", "status", "note"]
+    print(format_table(headers, customer_rows))
+
+
+async def _migrate(settings: Settings) -> None:
+    db = await open_database(settings.store)
+    await db.close()
+
+
+async def _seed_demo(settings: Settings) -> DemoSummary:
+    async with _services(settings) as (db, blobs, banking):
+        return await seed_demo(db, blobs, banking, settings.shared_data, create_staff=create_staff)
+
+
+def _photo_content_type(photo: bytes) -> str:
+    """Sniff JPEG or PNG from the first bytes; the adapter decodes it fully later."""
+    if photo.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if photo.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    raise CliError("invalid photo: not a JPEG or PNG file")
+
+
+def _read_photo(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise CliError(f"invalid photo: cannot read {path}: {err.strerror}") from err
+
+
+async def _add_customer(settings: Settings, args: argparse.Namespace) -> None:
+    photo = await asyncio.to_thread(_read_photo, Path(args.photo))
+    new = NewCustomer(
+        name=args.name,
+        id_number=args.id_number,
+        card_number=args.card_number,
+        photo=photo,
+        photo_content_type=_photo_content_type(photo),
+        birth_date=args.birth_date,
+        phone=args.phone,
+    )
+    async with _services(settings) as (_db, _blobs, banking):
+        ref = await banking.add_customer(new)
+    print(
+        format_table(["id", "name", "ID number"], [[str(ref.id), ref.name, ref.id_number_masked]])
+    )
+
+
+def _new_staff_password() -> str:
+    password = os.environ.get(PASSWORD_ENV)
+    if password:
+        return password
+    password = getpass.getpass("New password: ")
+    if getpass.getpass("Repeat password: ") != password:
+        raise CliError("the two passwords differ")
+    return password
+
+
+async def _add_staff(settings: Settings, args: argparse.Namespace, password: str) -> None:
+    async with _services(settings) as (db, _blobs, _banking):
+        ref = await create_staff(db, args.username, args.display_name, password, args.role)
+    rows = [[str(ref.id), ref.username, ref.role, ref.display_name]]
+    print(format_table(["id", "username", "role", "name"], rows))
+
+
+def _cmd_serve(settings: Settings, _args: argparse.Namespace) -> None:
+    # Imported here: the web app pulls in aiohttp, aiortc and the face backends.
+    from web.app import serve
+
+    serve(settings)
+
+
+def _cmd_migrate(settings: Settings, _args: argparse.Namespace) -> None:
+    asyncio.run(_migrate(settings))
+    print("database migrated to the latest schema")
+
+
+def _cmd_seed_demo(settings: Settings, _args: argparse.Namespace) -> None:
+    _print_demo(asyncio.run(_seed_demo(settings)))
+
+
+def _cmd_customers_add(settings: Settings, args: argparse.Namespace) -> None:
+    asyncio.run(_add_customer(settings, args))
+
+
+def _cmd_staff_add(settings: Settings, args: argparse.Namespace) -> None:
+    password = _new_staff_password()
+    asyncio.run(_add_staff(settings, args, password))
+
+
+def _add_subcommands(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("serve", help="run the web server").set_defaults(run=_cmd_serve)
+    sub.add_parser("migrate", help="migrate the database").set_defaults(run=_cmd_migrate)
+    seed = sub.add_parser("seed-demo", help="create demo staff and customers (idempotent)")
+    seed.set_defaults(run=_cmd_seed_demo)
+
+    customers = sub.add_parser("customers", help="manage customers")
+    customers_sub = customers.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = customers_sub.add_parser("add", help="open a customer with a card and a photo")
+    add.add_argument("--name", required=True)
+    add.add_argument("--id-number", required=True, help="18-character PRC resident ID number")
+    add.add_argument("--card-number", required=True)
+    add.add_argument("--photo", required=True, help="reference photo (JPEG or PNG)")
+    add.add_argument("--birth-date", help="YYYY-MM-DD (default: from the ID number)")
+    add.add_argument("--phone")
+    add.set_defaults(run=_cmd_customers_add)
+
+    staff = sub.add_parser("staff", help="manage staff accounts")
+    staff_sub = staff.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add_staff = staff_sub.add_parser("add", help=f"add a staff account (password: ${PASSWORD_ENV})")
+    add_staff.add_argument("--username", required=True)
+    add_staff.add_argument("--role", required=True, choices=ROLES)
+    add_staff.add_argument("--display-name", required=True)
+    add_staff.set_defaults(run=_cmd_staff_add)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``cloudbranch`` command."""
+    parser = argparse.ArgumentParser(prog="cloudbranch", description=__doc__.splitlines()[0])
+    _add_subcommands(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command in ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse has printed usage or help
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    try:
+        settings = Settings.from_env()
+        logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    except ValueError as err:  # SettingsError, a bad database URL or log level
+        print(f"cloudbranch: configuration error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        args.run(settings, args)
+    except (CliError, BankingError, AccountError, StoreError) as err:
+        log.debug("command failed", exc_info=True)
+        print(f"cloudbranch: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
