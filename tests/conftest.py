@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# A callback that holds the loop this long stalls every peer's timers: the test fails.
+BLOCK_LIMIT = 0.3
 
 
 def shared_data_dir() -> Path:
@@ -22,3 +27,44 @@ def shared_data_dir() -> Path:
 def shared_data() -> Path:
     """The real faces and clips in ``../shared/data``."""
     return shared_data_dir()
+
+
+class _SlowCallbacks(logging.Handler):
+    """Collects asyncio's debug-mode reports of callbacks that held the loop too long."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reports: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Executing") and " took " in message:
+            self.reports.append(message)
+
+
+@pytest.fixture(autouse=True)
+async def _no_leaked_tasks_or_blocked_loop() -> AsyncIterator[None]:
+    """Fail a test that leaves tasks running or blocks the event loop (>= BLOCK_LIMIT)."""
+    loop = asyncio.get_running_loop()
+    before = asyncio.all_tasks()
+    watcher = _SlowCallbacks()
+    asyncio_log = logging.getLogger("asyncio")
+    asyncio_log.addHandler(watcher)
+    loop.set_debug(True)
+    loop.slow_callback_duration = BLOCK_LIMIT
+    try:
+        yield
+        for _ in range(20):  # let closing tasks finish their last steps
+            leaked = [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()]
+            if not leaked:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        asyncio_log.removeHandler(watcher)
+        loop.set_debug(False)
+    if leaked:
+        for task in leaked:
+            task.cancel()
+        pytest.fail(f"test left tasks running: {[t.get_name() for t in leaked]}")
+    if watcher.reports:
+        pytest.fail("the event loop was blocked:\n" + "\n".join(watcher.reports))
