@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+_ICE_SCHEMES = ("stun:", "turn:", "turns:")
+
 
 @dataclass(frozen=True, slots=True)
 class MediaConfig:
@@ -19,3 +21,10 @@ class MediaConfig:
     turn_username: str = ""
     turn_password: str = ""
     max_calls: int = 50
+
+    def __post_init__(self) -> None:
+        if self.max_calls < 1:
+            raise ValueError(f"max_calls must be at least 1, not {self.max_calls}")
+        for url in self.ice_servers:
+            if not url.strip().startswith(_ICE_SCHEMES):
+                raise ValueError(f"ICE server URL must start with stun:, turn: or turns: ({url!r})")
