@@ -16,7 +16,6 @@ from cases.limits import AttemptLimiter
 from cases.live import LiveDesk
 from cases.store import CaseStore
 from media.call import CallManager
-from media.ice import enable_loopback_ice
 from signaling.hub import Hub
 from store.blobs import LocalBlobStore
 from store.db import open_database
@@ -70,8 +69,6 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _live(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    if settings.media.ice_loopback_only:
-        enable_loopback_ice()
     app[CALLS] = calls = CallManager(settings.media)
     app[HUB] = hub = Hub(settings.signaling)
     app[DESK] = LiveDesk(
