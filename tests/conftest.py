@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.pg import throwaway_postgres
 
 REPO = Path(__file__).resolve().parent.parent
 # A callback that holds the loop this long stalls every peer's timers: the test fails.
@@ -21,6 +23,17 @@ def shared_data_dir() -> Path:
     if not (path / "identity").is_dir():
         pytest.fail(f"shared test data not found at {path} (set CLOUDBRANCH_SHARED_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL server for the tests: ``CLOUDBRANCH_TEST_POSTGRES_URL`` or a throwaway one."""
+    configured = os.environ.get("CLOUDBRANCH_TEST_POSTGRES_URL", "")
+    if configured:
+        yield configured
+        return
+    with throwaway_postgres() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

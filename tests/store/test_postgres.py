@@ -1,16 +1,14 @@
-"""The same migrations on PostgreSQL, when a throwaway server is configured.
+"""The same migrations on PostgreSQL: a throwaway server started by the tests.
 
-Set ``CLOUDBRANCH_TEST_POSTGRES_URL=postgresql+asyncpg://user@host:port/db`` to run it: the test
-drops and recreates the ``public`` schema of that database.
+``CLOUDBRANCH_TEST_POSTGRES_URL=postgresql+asyncpg://user@host:port/db`` points them at another
+server instead: the tests drop and recreate the ``public`` schema of that database.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, text
@@ -20,17 +18,15 @@ from store.config import StoreConfig
 from store.db import open_database
 from store.models import Base
 
-URL = os.environ.get("CLOUDBRANCH_TEST_POSTGRES_URL", "")
-pytestmark = pytest.mark.skipif(not URL, reason="CLOUDBRANCH_TEST_POSTGRES_URL is not set")
-
 
 def _diff(connection: Connection) -> list[object]:
     context = MigrationContext.configure(connection, opts={"compare_type": True})
     return list(compare_metadata(context, Base.metadata))
 
 
-async def _reset_schema() -> None:
-    engine = create_async_engine(URL)
+async def reset_schema(url: str) -> None:
+    """Empty the database (the tests share one server)."""
+    engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
             await conn.execute(text("DROP SCHEMA public CASCADE"))
@@ -39,9 +35,9 @@ async def _reset_schema() -> None:
         await engine.dispose()
 
 
-async def test_concurrent_opens_migrate_once_and_match_models(tmp_path: Path) -> None:
-    await _reset_schema()
-    cfg = StoreConfig(URL, tmp_path / "blobs")
+async def test_concurrent_opens_migrate_once_and_match_models(pg_url: str, tmp_path: Path) -> None:
+    await reset_schema(pg_url)
+    cfg = StoreConfig(pg_url, tmp_path / "blobs")
     dbs = await asyncio.gather(*(open_database(cfg) for _ in range(3)))
     try:
         async with dbs[0].engine.connect() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,8 +43,14 @@ def card_number(body: str) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path, shared_data: Path) -> Settings:
+    return make_settings(tmp_path, shared_data)
+
+
+def make_settings(tmp_path: Path, shared_data: Path, **extra: str) -> Settings:
+    """Test settings: loopback-only ICE, a short reconnect grace, three identify attempts."""
     return Settings.from_env(
         {
+            **extra,
             "CLOUDBRANCH_DATA_DIR": str(tmp_path / "var"),
             "CLOUDBRANCH_ICE_LOOPBACK_ONLY": "1",
             "CLOUDBRANCH_IDENTIFY_ATTEMPTS": "3",
@@ -83,6 +90,13 @@ class World:
 
 @pytest.fixture
 async def world(settings: Settings, shared_data: Path) -> AsyncIterator[World]:
+    async with running_world(settings, shared_data) as running:
+        yield running
+
+
+@asynccontextmanager
+async def running_world(settings: Settings, shared_data: Path) -> AsyncIterator[World]:
+    """The app served on loopback, seeded; clients are separate browsers."""
     app = create_app(settings)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()

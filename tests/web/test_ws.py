@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType
@@ -10,7 +11,8 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from store.models import Case, ChatMessage
-from tests.web.conftest import World, consent, identify, login
+from tests.store.test_postgres import reset_schema
+from tests.web.conftest import World, consent, identify, login, make_settings, running_world
 from web.keys import DB
 
 TIMEOUT = 5.0
@@ -46,6 +48,19 @@ async def advisor_socket(world: World) -> tuple[TestClient, Any]:  # type: ignor
 
 
 async def test_queue_accept_chat_hangup(world: World) -> None:
+    await _journey(world)
+
+
+async def test_the_same_journey_on_postgresql(
+    pg_url: str, tmp_path: Path, shared_data: Path
+) -> None:
+    await reset_schema(pg_url)
+    settings = make_settings(tmp_path, shared_data, CLOUDBRANCH_DATABASE_URL=pg_url)
+    async with running_world(settings, shared_data) as world:
+        await _journey(world)
+
+
+async def _journey(world: World) -> None:
     _, adv = await advisor_socket(world)
     await adv.send_json({"type": "presence.set", "status": "available"})
     await receive(adv, "presence.state", status="available")

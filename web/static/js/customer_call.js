@@ -1,0 +1,72 @@
+// The customer's /call page: join the queue, show the live position, then the call.
+
+import {
+  $,
+  announce,
+  config,
+  connectionStatus,
+  errorText,
+  msg,
+  showPageError,
+  SocketClient,
+} from "./common.js";
+import { CallUI } from "./call_ui.js";
+
+const state = { phase: "waiting", lastPosition: null };
+
+function waitText(seconds) {
+  if (seconds < 60) return msg("js.queue.wait_soon");
+  return msg("js.queue.wait", { minutes: Math.ceil(seconds / 60) });
+}
+
+function showPosition(m) {
+  const text =
+    m.position <= 1 ? msg("js.queue.next") : msg("js.queue.position", { position: m.position });
+  if (m.position !== state.lastPosition) $("queue-position").textContent = text;
+  state.lastPosition = m.position;
+  $("queue-wait").textContent = waitText(m.estimated_wait_seconds);
+}
+
+const socket = new SocketClient({
+  path: config().wsPath,
+  initial: () => (state.phase === "waiting" ? { type: "queue.join" } : null),
+  onMessage: (m) => handle(m),
+  onStatus: connectionStatus,
+});
+
+const call = new CallUI(socket, {
+  role: "customer",
+  onStarted: () => {
+    state.phase = "call";
+    $("waiting-panel").hidden = true;
+  },
+  onEnded: () => {
+    state.phase = "ended";
+    socket.stop();
+  },
+});
+
+function handle(m) {
+  if (call.handle(m)) return;
+  switch (m.type) {
+    case "queue.position":
+      showPageError(null);
+      showPosition(m);
+      break;
+    case "error":
+      showPageError(errorText(m.code));
+      break;
+    default:
+      break;
+  }
+}
+
+$("queue-leave").addEventListener("click", () => {
+  state.phase = "left";
+  socket.send({ type: "queue.leave" });
+  socket.stop();
+  announce(msg("js.queue.left"));
+  window.location.assign("/");
+});
+
+socket.connect();
