@@ -14,6 +14,7 @@ class SignalingConfig:
     max_chat_chars: int = 2000
     average_handle_seconds: int = 240
     reconnect_grace_seconds: float = 20.0
+    redis_url: str = ""  # the several-node backplane; not built yet (the server refuses it)
 
     def __post_init__(self) -> None:
         if self.max_message_bytes < 1024:

@@ -39,7 +39,7 @@ from web.keys import (
 )
 from web.render import STATIC_PREFIX, make_environment
 from web.sessions import SessionStore
-from web.settings import Settings
+from web.settings import Settings, check_supported
 from web.ws import websocket
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ async def _close_sockets(app: web.Application) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     """Build the application; resources open in ``cleanup_ctx`` when it starts."""
+    check_supported(settings)
     app = web.Application(
         middlewares=[middleware.errors, middleware.sessions, middleware.csrf],
         client_max_size=1024 * 1024,

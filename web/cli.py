@@ -25,7 +25,7 @@ from store.blobs import BlobStore, LocalBlobStore
 from store.db import Database, open_database
 from store.errors import StoreError
 from web.accounts import ROLES, AccountError, create_staff
-from web.settings import Settings
+from web.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         args.run(settings, args)
-    except (CliError, BankingError, AccountError, StoreError) as err:
+    except (CliError, BankingError, AccountError, StoreError, SettingsError) as err:
         log.debug("command failed", exc_info=True)
         print(f"cloudbranch: error: {err}", file=sys.stderr)
         return EXIT_USAGE

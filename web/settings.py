@@ -13,7 +13,7 @@ from pathlib import Path
 
 from media.config import MediaConfig
 from signaling.config import SignalingConfig
-from store.config import StoreConfig
+from store.config import S3Config, StoreConfig
 
 PREFIX = "CLOUDBRANCH_"
 
@@ -59,6 +59,36 @@ def _secret(data_dir: Path) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(value)
     return value
+
+
+def _s3(env: Mapping[str, str]) -> S3Config | None:
+    endpoint = _str(env, "BLOB_S3_ENDPOINT", "")
+    if not endpoint:
+        return None
+    return S3Config(
+        endpoint=endpoint,
+        bucket=_str(env, "BLOB_S3_BUCKET", "cloudbranch"),
+        access_key=_str(env, "BLOB_S3_ACCESS_KEY", ""),
+        secret_key=_str(env, "BLOB_S3_SECRET_KEY", ""),
+    )
+
+
+def check_supported(settings: Settings) -> None:
+    """Refuse settings this version reads but cannot honour yet, rather than ignore them.
+
+    docker-compose.yml describes the several-node deployment; until the Redis backplane and
+    the S3 blob store exist, a node started with them would silently run alone.
+    """
+    if settings.signaling.redis_url:
+        raise SettingsError(
+            f"{PREFIX}REDIS_URL is set, but the Redis backplane is not built yet: "
+            "this version runs a single node (unset it)"
+        )
+    if settings.store.s3 is not None:
+        raise SettingsError(
+            f"{PREFIX}BLOB_S3_ENDPOINT is set, but the S3 blob store is not built yet: "
+            "this version stores blobs in the data folder (unset it)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +146,7 @@ class Settings:
             store=StoreConfig(
                 database_url=_str(env, "DATABASE_URL", db_default),
                 blob_dir=data_dir / "blobs",
+                s3=_s3(env),
             ),
             media=MediaConfig(
                 ice_loopback_only=_bool(env, "ICE_LOOPBACK_ONLY", False),
@@ -127,6 +158,7 @@ class Settings:
             signaling=SignalingConfig(
                 max_message_bytes=_int(env, "WS_MAX_MESSAGE_BYTES", 64 * 1024),
                 reconnect_grace_seconds=_int(env, "RECONNECT_GRACE_SECONDS", 20),
+                redis_url=_str(env, "REDIS_URL", ""),
             ),
             data_dir=data_dir,
             shared_data=Path(_str(env, "SHARED_DATA", "../shared/data")).resolve(),
