@@ -57,6 +57,13 @@ class Connection:
             except (ConnectionError, RuntimeError):
                 log.debug("send failed; the reader will notice the close")
                 return
+            finally:
+                self._queue.task_done()
+
+    async def flush(self) -> None:
+        """Wait until every queued message has been sent (callers bound the wait)."""
+        if not self.closed and not self._writer.done():
+            await self._queue.join()
 
     def _schedule_close(self, code: int, reason: str) -> None:
         self.closed = True
@@ -111,8 +118,11 @@ class Hub:
         """Queue ``msg`` for every connection of ``principal``; returns how many took it."""
         return sum(conn.push(msg) for conn in list(self._by_principal.get(principal, ())))
 
-    async def close_all(self) -> None:
-        """Close every connection (graceful shutdown)."""
+    async def close_all(self, flush_seconds: float = 1.0) -> None:
+        """Close every connection (graceful shutdown), sending what is queued first."""
         conns = [c for group in self._by_principal.values() for c in group]
         self._by_principal.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(flush_seconds):
+                await asyncio.gather(*(c.flush() for c in conns))
         await asyncio.gather(*(c.aclose(CLOSE_SHUTDOWN, "server shutdown") for c in conns))

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 
 from banking.sql import SqlCoreBanking
 from cases.consent import ensure_consent_texts
@@ -35,7 +35,6 @@ from web.keys import (
     LIMITER,
     SESSIONS,
     SETTINGS,
-    SOCKETS,
 )
 from web.render import STATIC_PREFIX, make_environment
 from web.sessions import SessionStore
@@ -79,18 +78,14 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         reconnect_grace_seconds=settings.signaling.reconnect_grace_seconds,
     )
     yield
-    await app[DESK].shutdown()
-    await calls.close_all()
-    await hub.close_all()
+    await _stop_live(app)
 
 
-async def _close_sockets(app: web.Application) -> None:
-    """On shutdown: end calls (both sides are told), then close every socket and peer."""
+async def _stop_live(app: web.Application) -> None:
+    """End calls (both sides are told), then close every peer and socket. Idempotent."""
     await app[DESK].shutdown()
     await app[CALLS].close_all()
-    sockets = app[SOCKETS]
-    for ws in list(sockets):
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+    await app[HUB].close_all()
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -103,12 +98,10 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[CATALOG] = Catalog()
     app[JINJA] = make_environment()
-    sockets: set[web.WebSocketResponse] = set()
-    app[SOCKETS] = sockets
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_live)
     app.on_response_prepare.append(middleware.on_prepare)
-    app.on_shutdown.append(_close_sockets)
+    app.on_shutdown.append(_stop_live)
     app.add_routes(pages.routes)
     app.router.add_get("/ws", websocket)
     app.router.add_static(STATIC_PREFIX, STATIC_DIR, name="static")

@@ -31,7 +31,6 @@ HUB = web.AppKey("hub", Hub)
 DESK = web.AppKey("desk", LiveDesk)
 CATALOG = web.AppKey("catalog", Catalog)
 JINJA = web.AppKey("jinja", jinja2.Environment)
-SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
 
 # Per-request values (set by middlewares).
 REQ_SESSION: web.RequestKey[Session | None] = web.RequestKey("session")

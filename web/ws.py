@@ -17,7 +17,7 @@ from cases.pages_access import CUSTOMER_SOCKET_STATES
 from signaling.hub import Close, Connection
 from signaling.messages import ErrorCode, ErrorMessage, ProtocolError, Welcome
 from web.accounts import get_staff
-from web.keys import CALLS, CASES, DB, DESK, HUB, SETTINGS, SOCKETS, session_of
+from web.keys import CALLS, CASES, DB, DESK, HUB, SETTINGS, session_of
 from web.middleware import json_error
 
 log = logging.getLogger(__name__)
@@ -99,12 +99,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     # so an oversized message gets an error message and the socket stays usable.
     ws = web.WebSocketResponse(heartbeat=25, max_msg_size=settings.signaling.max_message_bytes * 4)
     await ws.prepare(request)
-    request.app[SOCKETS].add(ws)
     conn = request.app[HUB].attach(peer.principal, ws.send_str, _closer(ws))
     try:
         await _serve(request, ws, conn, peer)
     finally:
-        request.app[SOCKETS].discard(ws)
         last = request.app[HUB].detach(conn)
         await conn.aclose()
         if last:

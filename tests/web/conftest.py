@@ -86,6 +86,7 @@ class World:
     ada: Person
     grace: Person
     make_client: Callable[[], Awaitable[TestClient]]  # type: ignore[type-arg]
+    server: TestServer
 
 
 @pytest.fixture
@@ -113,7 +114,7 @@ async def running_world(settings: Settings, shared_data: Path) -> AsyncIterator[
         clients.append(client)
         return client
 
-    yield World(app, ada, grace, make_client)
+    yield World(app, ada, grace, make_client, server)
     for client in clients:
         await client.close()
     await server.close()

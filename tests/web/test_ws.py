@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -225,3 +226,27 @@ async def test_advisor_who_drops_mid_call_ends_it_for_the_customer(world: World)
     await adv.close()
     ended = await receive(cust, "call.ended")
     assert ended["ended_by"] == "system" and ended["reason"] == "advisor_disconnected"
+
+
+async def test_shutdown_tells_both_sides_then_closes_their_sockets(world: World) -> None:
+    _, adv = await advisor_socket(world)
+    await adv.send_json({"type": "presence.set", "status": "available"})
+    _, cust = await customer_socket(world)
+    await cust.send_json({"type": "queue.join"})
+    snapshot = await receive(adv, "queue.snapshot")
+    while not snapshot["entries"]:
+        snapshot = await receive(adv, "queue.snapshot")
+    await adv.send_json({"type": "queue.accept", "case_id": snapshot["entries"][0]["case_id"]})
+    await receive(cust, "call.started")
+    closing = asyncio.create_task(world.server.close())
+    for ws in (adv, cust):
+        ended = await receive(ws, "call.ended")
+        assert ended["reason"] == "server_shutdown"
+        frame = await ws.receive(timeout=TIMEOUT)
+        while frame.type == WSMsgType.TEXT:
+            frame = await ws.receive(timeout=TIMEOUT)
+        assert frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSED) and ws.close_code == 1001
+    await closing
+    async with world.app[DB].session() as s:
+        case = (await s.scalars(select(Case))).one()
+    assert case.state == "closed" and case.ended_by == "system"
