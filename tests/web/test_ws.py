@@ -250,3 +250,19 @@ async def test_shutdown_tells_both_sides_then_closes_their_sockets(world: World)
     async with world.app[DB].session() as s:
         case = (await s.scalars(select(Case))).one()
     assert case.state == "closed" and case.ended_by == "system"
+
+
+async def test_a_flood_of_messages_is_throttled_with_a_code(world: World) -> None:
+    _, ws = await customer_socket(world)
+    for _ in range(60):
+        await ws.send_json({"type": "ping"})
+    kinds: list[str] = []
+    while len(kinds) < 60:
+        frame = await ws.receive(timeout=TIMEOUT)
+        data = json.loads(frame.data)
+        if data["type"] in {"pong", "error"}:
+            kinds.append(data["type"] if data["type"] == "pong" else data["code"])
+    assert kinds.count("pong") >= 40 and kinds.count("rate_limited") >= 10
+    await asyncio.sleep(1.0)  # the bucket refills: the socket is usable again
+    await ws.send_json({"type": "ping"})
+    await receive(ws, "pong")
