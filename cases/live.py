@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from cases.errors import CaseError, InvalidTransition
 from cases.states import CallState, CaseState, check_call_move
 from cases.store import CaseRef, CaseStore
 from media.errors import BadOffer, CallClosed, MediaError
+from signaling.grace import GraceTimers
 from signaling.hub import Hub
 from signaling.messages import (
     CallEnded,
@@ -125,29 +126,28 @@ class LiveDesk:
         self.media = media
         self.queue = WaitingQueue(average_handle_seconds)
         self.presence = Presence()
-        self._grace = reconnect_grace_seconds
+        self._grace = GraceTimers(reconnect_grace_seconds)
         self._advisors: dict[int, str] = {}  # connected advisors: id → display name
         self._calls: dict[str, Call] = {}  # by case public id
         self._advisor_call: dict[int, str] = {}
-        self._timers: dict[str, asyncio.Task[None]] = {}
         self._lock = asyncio.Lock()
 
     # ---- connections ---------------------------------------------------------------------
 
     def customer_connected(self, case_id: str) -> None:
         """A customer's socket opened: cancel any pending drop for their case."""
-        self._cancel_timer(customer_key(case_id))
+        self._grace.cancel(customer_key(case_id))
 
     def advisor_connected(self, staff_id: int, name: str) -> None:
         """An advisor's socket opened: show them the queue and their presence."""
-        self._cancel_timer(advisor_key(staff_id))
+        self._grace.cancel(advisor_key(staff_id))
         self._advisors[staff_id] = name
         self.hub.send(advisor_key(staff_id), PresenceState(status=self.presence.get(staff_id)))
         self.hub.send(advisor_key(staff_id), self._snapshot())
 
     def customer_disconnected(self, case_id: str) -> None:
         """A customer's last socket closed: drop them after the grace period."""
-        self._start_timer(customer_key(case_id), self._drop_customer(case_id))
+        self._grace.start(customer_key(case_id), self._drop_customer(case_id))
 
     def advisor_disconnected(self, staff_id: int) -> None:
         """An advisor's last socket closed: offline at once, their call ends after the grace."""
@@ -156,7 +156,7 @@ class LiveDesk:
             self.presence.move(staff_id, PresenceStatus.OFFLINE)
             self._broadcast_queue()
             return
-        self._start_timer(advisor_key(staff_id), self._drop_advisor(staff_id))
+        self._grace.start(advisor_key(staff_id), self._drop_advisor(staff_id))
 
     # ---- messages ------------------------------------------------------------------------
 
@@ -362,8 +362,8 @@ class LiveDesk:
         if self._calls.pop(case_id, None) is None:
             return
         self._advisor_call.pop(call.advisor_id, None)
-        self._cancel_timer(customer_key(case_id))
-        self._cancel_timer(advisor_key(call.advisor_id))
+        self._grace.cancel(customer_key(case_id))
+        self._grace.cancel(advisor_key(call.advisor_id))
         call.move(CallState.ENDED)
         await self.media.close(case_id)
         try:
@@ -382,24 +382,6 @@ class LiveDesk:
         self._broadcast_queue()
 
     # ---- drops after the grace period ----------------------------------------------------
-
-    def _start_timer(self, key: str, coro: Coroutine[Any, Any, None]) -> None:
-        self._cancel_timer(key)
-        self._timers[key] = asyncio.create_task(self._after_grace(key, coro), name=f"grace:{key}")
-
-    async def _after_grace(self, key: str, coro: Coroutine[Any, Any, None]) -> None:
-        try:
-            await asyncio.sleep(self._grace)
-        except asyncio.CancelledError:
-            coro.close()
-            raise
-        self._timers.pop(key, None)
-        await coro
-
-    def _cancel_timer(self, key: str) -> None:
-        task = self._timers.pop(key, None)
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
 
     async def _drop_customer(self, case_id: str) -> None:
         if self.hub.is_connected(customer_key(case_id)):
@@ -424,9 +406,6 @@ class LiveDesk:
 
     async def shutdown(self) -> None:
         """End every call (the server is stopping) and cancel every timer."""
-        for task in list(self._timers.values()):
-            task.cancel()
-        await asyncio.gather(*self._timers.values(), return_exceptions=True)
-        self._timers.clear()
+        await self._grace.aclose()
         for call in list(self._calls.values()):
             await self.end_call(call, "system", "server_shutdown")
