@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
+from functools import partial
 from typing import Literal, Protocol
 
 from cases.errors import CaseError, InvalidTransition
@@ -147,7 +148,7 @@ class LiveDesk:
 
     def customer_disconnected(self, case_id: str) -> None:
         """A customer's last socket closed: drop them after the grace period."""
-        self._grace.start(customer_key(case_id), self._drop_customer(case_id))
+        self._grace.start(customer_key(case_id), partial(self._drop_customer, case_id))
 
     def advisor_disconnected(self, staff_id: int) -> None:
         """An advisor's last socket closed: offline at once, their call ends after the grace."""
@@ -156,7 +157,7 @@ class LiveDesk:
             self.presence.move(staff_id, PresenceStatus.OFFLINE)
             self._broadcast_queue()
             return
-        self._grace.start(advisor_key(staff_id), self._drop_advisor(staff_id))
+        self._grace.start(advisor_key(staff_id), partial(self._drop_advisor, staff_id))
 
     # ---- messages ------------------------------------------------------------------------
 

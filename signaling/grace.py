@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable
+
+Action = Callable[[], Awaitable[None]]
 
 
 class GraceTimers:
@@ -14,19 +15,16 @@ class GraceTimers:
         self.seconds = seconds
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    def start(self, key: str, action: Coroutine[Any, Any, None]) -> None:
+    def start(self, key: str, action: Action) -> None:
         """Run ``action`` after the grace period unless :meth:`cancel` is called for ``key``."""
         self.cancel(key)
         self._tasks[key] = asyncio.create_task(self._later(key, action), name=f"grace:{key}")
 
-    async def _later(self, key: str, action: Coroutine[Any, Any, None]) -> None:
-        try:
-            await asyncio.sleep(self.seconds)
-        except asyncio.CancelledError:
-            action.close()
-            raise
+    async def _later(self, key: str, action: Action) -> None:
+        # The action is made only when it runs: a timer cancelled early leaves nothing behind.
+        await asyncio.sleep(self.seconds)
         self._tasks.pop(key, None)
-        await action
+        await action()
 
     def cancel(self, key: str) -> None:
         """Forget the pending action of ``key`` (the peer is back, or it no longer matters)."""

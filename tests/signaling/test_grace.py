@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from signaling.grace import GraceTimers
 
@@ -14,11 +15,13 @@ async def test_action_runs_after_the_grace_unless_cancelled() -> None:
     async def drop(who: str) -> None:
         done.append(who)
 
-    timers.start("customer:a", drop("a"))
-    timers.start("customer:b", drop("b"))
+    timers.start("customer:a", partial(drop, "a"))
+    timers.start("customer:b", partial(drop, "b"))
     timers.cancel("customer:b")  # b came back
-    timers.start("customer:c", drop("c-old"))
-    timers.start("customer:c", drop("c-new"))  # a later disconnect replaces the earlier one
+    timers.start("customer:c", partial(drop, "c-old"))
+    timers.start(
+        "customer:c", partial(drop, "c-new")
+    )  # a later disconnect replaces the earlier one
     await asyncio.sleep(0.15)
     assert sorted(done) == ["a", "c-new"]
 
@@ -30,7 +33,7 @@ async def test_close_cancels_pending_actions() -> None:
     async def drop() -> None:
         done.append("dropped")
 
-    timers.start("advisor:1", drop())
+    timers.start("advisor:1", drop)
     await timers.aclose()
     await asyncio.sleep(0)
     assert done == []
