@@ -66,10 +66,25 @@ def _upgrade_sync(connection: Connection) -> None:
     command.upgrade(cfg, "head")
 
 
-async def upgrade_to_head(engine: AsyncEngine) -> None:
-    """Apply the Alembic migrations to head, in one transaction."""
-    async with engine.begin() as conn:
-        await conn.run_sync(_upgrade_sync)
+def _make_engine(url: URL) -> AsyncEngine:
+    engine = create_async_engine(url)
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+    return engine
+
+
+async def upgrade_to_head(url: URL) -> None:
+    """Apply the Alembic migrations to head, in one transaction, on an engine of its own."""
+    engine = _make_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade_sync)
+    finally:
+        await engine.dispose()
+
+
+def _upgrade_in_thread(url: URL) -> None:
+    asyncio.run(upgrade_to_head(url))
 
 
 class Database:
@@ -102,13 +117,9 @@ async def open_database(cfg: StoreConfig) -> Database:
     sqlite_file = _sqlite_file(url)
     if sqlite_file is not None:
         await asyncio.to_thread(sqlite_file.parent.mkdir, parents=True, exist_ok=True)
-    engine = create_async_engine(url)
-    if url.get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
-    try:
-        await upgrade_to_head(engine)
-    except BaseException:
-        await engine.dispose()
-        raise
+    # Alembic reads its scripts and runs synchronously: it gets a thread (and a loop) of its
+    # own so that the server's event loop is never held by a migration.
+    await asyncio.to_thread(_upgrade_in_thread, url)
+    engine = _make_engine(url)
     log.info("database ready (%s)", url.render_as_string(hide_password=True))
     return Database(engine)
