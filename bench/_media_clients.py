@@ -1,13 +1,19 @@
-"""The client side of ``bench/media_sessions.py``: customer and advisor aiortc peers.
+"""The client side of ``bench/media_sessions.py``: customers and advisors, as browsers do it.
 
-For every call id given, a customer peer and an advisor peer send a 640×480 30 fps moving
-picture and a 440 Hz tone to the media server and receive each other's media through it. The
-video is a one-second VP8 loop encoded once at start-up and then sent as packets, so that the
-clients' CPU (on the same machine) is spent decoding what they receive, not encoding.
+For every customer/advisor pair in the spec file, two independent HTTP clients (each its own
+cookie jar, as two browsers) walk the real pages of ``cloudbranch serve``: the customer
+identifies (``GET``/``POST /identify``), accepts the consent (``GET``/``POST /consent``), opens
+``/ws`` and sends ``queue.join``; the advisor logs in (``GET``/``POST /staff/login``), opens
+``/ws``, sets itself ``available`` and accepts its customer's case from ``queue.snapshot``. On
+``call.started`` each side's aiortc peer sends ``webrtc.offer`` over its WebSocket and applies the
+``webrtc.answer``, then sends a 640×480 30 fps moving picture and a 440 Hz tone. The video is a
+one-second VP8 loop encoded once at start-up and then sent as packets, so that the clients' CPU
+(on the same machine) is spent decoding what they receive, not encoding.
 
-Protocol on stdout/stdin (one JSON object per line): ``{"connected": …}`` once media flows
-both ways in every call; then, after ``go`` on stdin, it counts received frames for
-``--seconds`` and prints ``{"results": […]}``.
+Protocol (one JSON object per line on stdout, one word per line on stdin): ``{"connected": n}``
+once media flows both ways in every call; ``go`` starts counting received frames, ``stop`` ends
+the window and prints ``{"results": […]}``; ``hangup`` sends ``call.hangup`` in every call,
+waits for ``call.ended`` on both sides, prints ``{"hung_up": n}`` and exits.
 """
 
 from __future__ import annotations
@@ -18,9 +24,13 @@ import contextlib
 import json
 import logging
 import math
+import re
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -41,7 +51,6 @@ logger = logging.getLogger("bench.media_clients")
 WIDTH, HEIGHT, FPS = 640, 480, 30
 VIDEO_TIME_BASE = Fraction(1, 90_000)
 AUDIO_RATE, AUDIO_SAMPLES = 48_000, 960
-CONNECT_TIMEOUT = 30.0
 
 
 def moving_picture(index: int, phase: int) -> np.ndarray:
@@ -132,8 +141,144 @@ class ToneTrack(_Paced):
         return frame
 
 
+CONNECT_TIMEOUT = 60.0
+STEP_TIMEOUT = 20.0
+SERVICE = "consultation"
+_CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+Message = dict[str, Any]
+
+
+class FlowError(RuntimeError):
+    """The server did not answer the way a browser expects."""
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of a rendered form."""
+    found = _CSRF_RE.search(html)
+    if found is None:
+        raise FlowError("the page has no CSRF field")
+    return found.group(1)
+
+
+def new_browser(base: str) -> aiohttp.ClientSession:
+    """An HTTP client with its own cookie jar that, like a browser, keeps Secure cookies on a
+    loopback origin (the server marks its session cookie Secure there)."""
+    jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[base])
+    return aiohttp.ClientSession(
+        base_url=base, cookie_jar=jar, timeout=aiohttp.ClientTimeout(total=STEP_TIMEOUT)
+    )
+
+
+async def get_form(http: aiohttp.ClientSession, path: str) -> str:
+    """GET a page with a form and return its CSRF token."""
+    async with http.get(path) as page:
+        if page.status != 200:
+            raise FlowError(f"GET {path}: {page.status}")
+        return csrf_of(await page.text())
+
+
+async def post_form(
+    http: aiohttp.ClientSession, path: str, data: dict[str, str], location: str
+) -> None:
+    """POST a form and check that it redirects (303) to ``location``."""
+    async with http.post(path, data=data, allow_redirects=False) as resp:
+        got = resp.headers.get("Location", "")
+        if resp.status != 303 or got != location:
+            text = (await resp.text())[:300]
+            raise FlowError(
+                f"POST {path}: {resp.status} to {got!r}, wanted 303 to {location}: {text}"
+            )
+
+
+async def get_page(http: aiohttp.ClientSession, path: str) -> None:
+    """GET a page the browser would show next (it must render)."""
+    async with http.get(path) as page:
+        if page.status != 200:
+            raise FlowError(f"GET {path}: {page.status}")
+        await page.read()
+
+
+async def customer_pages(http: aiohttp.ClientSession, customer: dict[str, str]) -> None:
+    """Identify, accept the consent, open the device check and the call page."""
+    token = await get_form(http, f"/identify?service={SERVICE}")
+    form = {
+        "csrf_token": token,
+        "service": SERVICE,
+        "name": customer["name"],
+        "id_number": customer["id_number"],
+        "card_last4": customer["card_last4"],
+    }
+    await post_form(http, "/identify", form, "/consent")
+    token = await get_form(http, "/consent")
+    await post_form(http, "/consent", {"csrf_token": token, "accept": "on"}, "/device-check")
+    await get_page(http, "/device-check")
+    await get_page(http, "/call")
+
+
+async def advisor_pages(http: aiohttp.ClientSession, advisor: dict[str, str]) -> None:
+    """Log in and open the advisor console."""
+    token = await get_form(http, "/staff/login")
+    form = {"csrf_token": token, "username": advisor["username"], "password": advisor["password"]}
+    await post_form(http, "/staff/login", form, "/advisor")
+    await get_page(http, "/advisor")
+
+
+class Signal:
+    """One page's WebSocket: a reader task queues the server's messages; an ``error`` message
+    or a closed socket fails whoever is waiting."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, label: str) -> None:
+        self.ws = ws
+        self.label = label
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._task = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, http: aiohttp.ClientSession, base: str, label: str) -> Signal:
+        """Open ``/ws`` with the page's cookies and Origin."""
+        ws = await http.ws_connect("/ws", origin=base, autoping=True)
+        return cls(ws, label)
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self.ws:
+                if frame.type == aiohttp.WSMsgType.TEXT:
+                    await self.inbox.put(json.loads(frame.data))
+        finally:
+            await self.inbox.put({"type": "_closed"})
+
+    async def send(self, kind: str, **fields: str) -> None:
+        """Send one client message (protocol version 1)."""
+        await self.ws.send_json({"type": kind, "v": 1, **fields})
+
+    async def expect(
+        self,
+        kind: str,
+        when: Callable[[Message], bool] | None = None,
+    ) -> Message:
+        """The next message of this type (others are skipped, as a page ignores them)."""
+        try:
+            async with asyncio.timeout(STEP_TIMEOUT):
+                while True:
+                    msg = await self.inbox.get()
+                    if msg["type"] in ("error", "_closed"):
+                        raise FlowError(f"{self.label}: {msg} while waiting for {kind}")
+                    if msg["type"] == kind and (when is None or when(msg)):
+                        return msg
+        except TimeoutError:
+            raise FlowError(f"{self.label}: no {kind} within {STEP_TIMEOUT} s") from None
+
+    async def close(self) -> None:
+        """Close the socket and its reader."""
+        await self.ws.close()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
 class Peer:
-    """One browser stand-in: sends video and audio, counts what it receives."""
+    """One browser's media: sends video and audio, counts what it receives."""
 
     def __init__(self, packets: list[bytes]) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -158,16 +303,18 @@ class Peer:
                 if track.kind == "video":
                     self.video_flowing.set()
 
-    async def connect(self, http: aiohttp.ClientSession, url: str) -> None:
-        """Offer (loopback candidates only) and apply the server's answer."""
+    async def negotiate(self, signal: Signal) -> None:
+        """Send ``webrtc.offer`` (gathering complete, loopback candidates only, as the page does
+        when ``ice_loopback_only``) and apply the ``webrtc.answer``."""
         offer = await self.pc.createOffer()
         with loopback_gathering():
             await self.pc.setLocalDescription(offer)
-        sdp = keep_loopback_candidates(self.pc.localDescription.sdp)
-        async with http.post(url, data=sdp) as response:
-            response.raise_for_status()
-            answer = keep_loopback_candidates(await response.text())
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        await signal.send(
+            "webrtc.offer", sdp=keep_loopback_candidates(self.pc.localDescription.sdp)
+        )
+        answer = await signal.expect("webrtc.answer")
+        sdp = keep_loopback_candidates(answer["sdp"])
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
 
     async def close(self) -> None:
         """Close the peer and its sinks."""
@@ -177,25 +324,104 @@ class Peer:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
+@dataclass
+class Side:
+    """One browser: its HTTP client, its WebSocket and its media."""
+
+    http: aiohttp.ClientSession
+    signal: Signal | None = None
+    peer: Peer | None = None
+
+    async def close(self) -> None:
+        """Close media, socket and HTTP client (whatever was opened)."""
+        if self.peer is not None:
+            await self.peer.close()
+        if self.signal is not None:
+            await self.signal.close()
+        await self.http.close()
+
+
+@dataclass
+class Session:
+    """One customer↔advisor call."""
+
+    customer: Side
+    advisor: Side
+    case_id: str = ""
+
+    @property
+    def sides(self) -> dict[str, Side]:
+        """Both sides by role."""
+        return {"customer": self.customer, "advisor": self.advisor}
+
+    def peer(self, role: str) -> Peer:
+        """A side's media peer (the call must be connected)."""
+        peer = self.sides[role].peer
+        if peer is None:
+            raise FlowError(f"{role} has no media")
+        return peer
+
+    def signal(self, role: str) -> Signal:
+        """A side's WebSocket (it must be open)."""
+        signal = self.sides[role].signal
+        if signal is None:
+            raise FlowError(f"{role} has no WebSocket")
+        return signal
+
+    async def close(self) -> None:
+        """Close both sides."""
+        await asyncio.gather(self.customer.close(), self.advisor.close())
+
+
 async def open_session(
-    http: aiohttp.ClientSession, base: str, call_id: str, loops: list[list[bytes]]
-) -> dict[str, Peer]:
-    """Connect the customer and the advisor of one call."""
-    peers = {"customer": Peer(loops[0]), "advisor": Peer(loops[1])}
-    for side, peer in peers.items():
-        await peer.connect(http, f"{base}/calls/{call_id}/{side}/offer")
-    return peers
+    session: Session, base: str, pair: dict[str, dict[str, str]], loops: list[list[bytes]]
+) -> None:
+    """Queue the customer, have the advisor accept, negotiate both sides' media."""
+    customer, advisor = session.customer, session.advisor
+    await customer_pages(customer.http, pair["customer"])
+    customer.signal = await Signal.open(customer.http, base, f"customer {pair['customer']['name']}")
+    session.case_id = str((await customer.signal.expect("welcome"))["case_id"])
+    await customer.signal.send("queue.join")
+    await customer.signal.expect("queue.position")
+
+    await advisor_pages(advisor.http, pair["advisor"])
+    advisor.signal = await Signal.open(advisor.http, base, f"advisor {pair['advisor']['username']}")
+    await advisor.signal.expect("welcome")
+    await advisor.signal.send("presence.set", status="available")
+    await advisor.signal.expect("presence.state", lambda m: m["status"] == "available")
+
+    def waiting(msg: Message) -> bool:
+        return any(entry["case_id"] == session.case_id for entry in msg["entries"])
+
+    await advisor.signal.expect("queue.snapshot", waiting)
+    await advisor.signal.send("queue.accept", case_id=session.case_id)
+    await asyncio.gather(
+        customer.signal.expect("call.started"), advisor.signal.expect("call.started")
+    )
+    customer.peer, advisor.peer = Peer(loops[0]), Peer(loops[1])
+    await asyncio.gather(
+        customer.peer.negotiate(customer.signal), advisor.peer.negotiate(advisor.signal)
+    )
 
 
-async def wait_flowing(sessions: list[dict[str, Peer]]) -> None:
+async def hang_up(session: Session) -> None:
+    """The customer sends ``call.hangup``; both sides must be told ``call.ended``."""
+    customer, advisor = session.signal("customer"), session.signal("advisor")
+    await customer.send("call.hangup")
+    await asyncio.gather(customer.expect("call.ended"), advisor.expect("call.ended"))
+
+
+async def wait_flowing(sessions: list[Session]) -> None:
     """Wait until every peer receives video."""
     async with asyncio.timeout(CONNECT_TIMEOUT):
-        await asyncio.gather(*(p.video_flowing.wait() for s in sessions for p in s.values()))
+        await asyncio.gather(
+            *(s.peer(role).video_flowing.wait() for s in sessions for role in s.sides)
+        )
 
 
-def snapshot(sessions: list[dict[str, Peer]]) -> list[dict[str, dict[str, int]]]:
+def snapshot(sessions: list[Session]) -> list[dict[str, dict[str, int]]]:
     """Received-frame counters of every peer."""
-    return [{side: dict(peer.counts) for side, peer in s.items()} for s in sessions]
+    return [{role: dict(s.peer(role).counts) for role in s.sides} for s in sessions]
 
 
 def rates(
@@ -217,37 +443,50 @@ def rates(
     ]
 
 
-async def run(port: int, call_ids: list[str], seconds: float) -> None:
-    """Connect, report, wait for ``go``, measure, report."""
+async def command(expected: str) -> None:
+    """Wait for the next command line on stdin."""
+    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    if line.strip() != expected:
+        raise FlowError(f"expected {expected!r} on stdin, got {line.strip()!r}")
+
+
+def report(obj: dict[str, Any]) -> None:
+    """One JSON line on stdout."""
+    print(json.dumps(obj), flush=True)
+
+
+async def run(spec: dict[str, Any]) -> None:
+    """Connect every pair, report, then follow the commands on stdin."""
     enable_loopback_ice()
     loops = [encode_loop(0), encode_loop(128)]
-    base = f"http://127.0.0.1:{port}"
-    sessions: list[dict[str, Peer]] = []
-    loop = asyncio.get_running_loop()
-    async with aiohttp.ClientSession() as http:
-        try:
-            for call_id in call_ids:
-                sessions.append(await open_session(http, base, call_id, loops))
-            await wait_flowing(sessions)
-            print(json.dumps({"connected": len(sessions)}), flush=True)
-            await loop.run_in_executor(None, sys.stdin.readline)
-            before, started = snapshot(sessions), time.monotonic()
-            await asyncio.sleep(seconds)
-            elapsed = time.monotonic() - started
-            print(json.dumps({"results": rates(before, snapshot(sessions), elapsed)}), flush=True)
-        finally:
-            await asyncio.gather(*(p.close() for s in sessions for p in s.values()))
+    base = str(spec["base_url"])
+    sessions: list[Session] = []
+    try:
+        for pair in spec["pairs"]:
+            session = Session(Side(new_browser(base)), Side(new_browser(base)))
+            sessions.append(session)
+            await open_session(session, base, pair, loops)
+        await wait_flowing(sessions)
+        report({"connected": len(sessions)})
+        await command("go")
+        before, started = snapshot(sessions), time.monotonic()
+        await command("stop")
+        elapsed = time.monotonic() - started
+        report({"results": rates(before, snapshot(sessions), elapsed), "seconds": elapsed})
+        await command("hangup")
+        await asyncio.gather(*(hang_up(s) for s in sessions))
+        report({"hung_up": len(sessions)})
+    finally:
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
 
 
 def main() -> None:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--calls", nargs="+", required=True)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--spec", type=Path, required=True, help="JSON: base_url and pairs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    asyncio.run(run(args.port, args.calls, args.seconds))
+    asyncio.run(run(json.loads(args.spec.read_text())))
 
 
 if __name__ == "__main__":
