@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -146,3 +155,51 @@ class IdentifyAttempt(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     client_key: Mapped[str] = mapped_column(String(64))  # sha256 of the client address
     attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReferenceTemplate(Base):
+    """A face template computed from a customer's reference photo by one model."""
+
+    __tablename__ = "reference_templates"
+    __table_args__ = (UniqueConstraint("customer_id", "model_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    model_key: Mapped[str] = mapped_column(String(160))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    crop_blob_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class VerificationAttempt(Base):
+    """One liveness + face-match attempt during a call, with its outcome and evidence."""
+
+    __tablename__ = "verification_attempts"
+    __table_args__ = (Index("ix_verification_attempts_customer_at", "customer_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    advisor_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), nullable=True)
+    nonce: Mapped[str] = mapped_column(String(64))
+    challenges: Mapped[str] = mapped_column(Text)  # JSON list of challenge codes
+    state: Mapped[str] = mapped_column(String(16))  # running | passed | failed | referred | aborted
+    reasons: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of reason codes
+    scores: Mapped[str] = mapped_column(Text, default="{}")  # JSON object
+    policy_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    evidence_blob_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    best_frame_blob_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class VerificationLock(Base):
+    """Verification locked for a customer after too many failures (cleared by staff)."""
+
+    __tablename__ = "verification_locks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), unique=True)
+    reason: Mapped[str] = mapped_column(String(64))
+    locked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
