@@ -104,8 +104,37 @@ class Ping(_Msg):
     type: Literal["ping"]
 
 
+class VerifyStart(_Msg):
+    """Advisor in a call: start an identity verification attempt."""
+
+    type: Literal["verify.start"]
+
+
+class VerifyCancel(_Msg):
+    """Advisor in a call: stop the running attempt."""
+
+    type: Literal["verify.cancel"]
+
+
+class DeviceInfo(_Msg):
+    """Customer: what the browser says about the camera (a weak hint of injected video)."""
+
+    type: Literal["device.info"]
+    camera_label: Annotated[str, Field(max_length=200)] = ""
+
+
 ClientMessage = Annotated[
-    QueueJoin | QueueLeave | PresenceSet | QueueAccept | WebrtcOffer | ChatSend | CallHangup | Ping,
+    QueueJoin
+    | QueueLeave
+    | PresenceSet
+    | QueueAccept
+    | WebrtcOffer
+    | ChatSend
+    | CallHangup
+    | Ping
+    | VerifyStart
+    | VerifyCancel
+    | DeviceInfo,
     Field(discriminator="type"),
 ]
 
@@ -119,6 +148,9 @@ CLIENT_TYPES = frozenset(
         "chat.send",
         "call.hangup",
         "ping",
+        "verify.start",
+        "verify.cancel",
+        "device.info",
     }
 )
 
@@ -223,6 +255,41 @@ class Pong(_Msg):
     type: Literal["pong"] = "pong"
 
 
+class VerifyStarted(_Msg):
+    """Both sides: an attempt began; ``challenges`` are codes (``blink``, ``turn_left`` …)."""
+
+    type: Literal["verify.started"] = "verify.started"
+    attempt_id: str
+    challenges: list[str]
+    seconds_per_challenge: float
+
+
+class VerifyProgress(_Msg):
+    """Both sides: where the attempt stands; ``guidance`` is a message key or None."""
+
+    type: Literal["verify.progress"] = "verify.progress"
+    attempt_id: str
+    phase: Literal["baseline", "challenge", "analysing"]
+    index: int = 0  # the challenge being asked (0-based)
+    challenge: str | None = None
+    met: int = 0  # how many challenges are done
+    guidance: str | None = None
+    seconds_left: float = 0.0
+
+
+class VerifyResult(_Msg):
+    """The outcome; the customer's copy carries no scores and no images."""
+
+    type: Literal["verify.result"] = "verify.result"
+    attempt_id: str
+    outcome: Literal["pass", "fail", "refer", "aborted"]
+    reasons: list[str] = Field(default_factory=list)
+    scores: dict[str, float] = Field(default_factory=dict)
+    best_frame_url: str | None = None
+    reference_url: str | None = None
+    attempts_left: int = 0
+
+
 ServerMessage = (
     Welcome
     | QueuePosition
@@ -234,6 +301,9 @@ ServerMessage = (
     | CallEnded
     | ErrorMessage
     | Pong
+    | VerifyStarted
+    | VerifyProgress
+    | VerifyResult
 )
 
 
