@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 SUPPORTED: tuple[str, ...] = ("zh-CN", "en")
 FALLBACK = "en"
 # Keys the browser scripts may look up; sent in the page's ``cb-config`` as ``messages``.
-SCRIPT_PREFIXES: tuple[str, ...] = ("js.", "error.", "service.")
+SCRIPT_PREFIXES: tuple[str, ...] = ("js.", "error.", "service.", "verify.")
 
 _ALIASES: dict[str, str] = {
     "zh": "zh-CN",

@@ -11,6 +11,7 @@ import {
   SocketClient,
 } from "./common.js";
 import { CallUI } from "./call_ui.js";
+import { AdvisorVerifyUI } from "./verify_advisor.js";
 
 const state = { desired: "available", presence: "offline", entries: [] };
 
@@ -94,11 +95,15 @@ const call = new CallUI(socket, {
   role: "advisor",
   onStarted: () => {
     $("queue-panel").hidden = true;
+    verify.setInCall(true);
   },
+  onEnded: () => verify.setInCall(false),
 });
 
+const verify = new AdvisorVerifyUI((m) => socket.send(m));
+
 function handle(m) {
-  if (call.handle(m)) return;
+  if (call.handle(m) || verify.handle(m)) return;
   switch (m.type) {
     case "queue.snapshot":
       onSnapshot(m);
@@ -107,6 +112,7 @@ function handle(m) {
       showPresence(m.status);
       break;
     case "error":
+      if (m.ref === "verify.start") verify.refused();
       showPageError(errorText(m.code));
       break;
     default:

@@ -11,6 +11,7 @@ import {
   SocketClient,
 } from "./common.js";
 import { CallUI } from "./call_ui.js";
+import { CustomerVerifyUI } from "./verify_customer.js";
 
 const state = { phase: "waiting", lastPosition: null };
 
@@ -46,8 +47,10 @@ const call = new CallUI(socket, {
   },
 });
 
+const verify = new CustomerVerifyUI();
+
 function handle(m) {
-  if (call.handle(m)) return;
+  if (call.handle(m) || verify.handle(m)) return;
   switch (m.type) {
     case "queue.position":
       showPageError(null);
