@@ -8,7 +8,10 @@ Conventions, for every backend:
 * 68-point landmarks are float32 (68, 2) in the iBUG-300W / dlib order (jaw 0–16, brows 17–26,
   nose 27–35, eyes 36–47, mouth 48–67).
 * Embeddings are float32 1-D and L2-normalised; ``FaceEmbedder.similarity`` is higher for the
-  same person. Thresholds belong to one backend+version (``ModelInfo.key``).
+  same person. Thresholds belong to one backend+version (``ModelInfo.key``). Exceptions, so that
+  published thresholds keep their meaning: ``DlibEmbedder`` returns dlib's raw descriptor
+  (norm ≈ 1.4; similarity = 1 − euclidean distance) and ``FusedEmbedder`` the concatenation of
+  its members' vectors. Compare vectors only through ``similarity``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,104 @@
+"""Engine settings and the factory that builds a ``FaceEngine`` from a backend kind.
+
+Backends are imported inside ``build_engine``: choosing ``onnx`` does not import dlib, and
+importing this module loads nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from verification.quality import REFERENCE_PHOTO, QualityConfig
+
+if TYPE_CHECKING:
+    from verification.engine import FaceEngine
+    from verification.types import FaceDetector, FaceEmbedder, PadModel
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("dlib", "onnx", "fused")
+# Paths under a models folder laid out like ``shared/models`` (see its README).
+YUNET_FILE = "face_detect_yunet/face_detection_yunet_2023mar.onnx"
+ARCFACE_FILE = "face_recog_mobilefacenet/MobileFaceNet.onnx"
+PAD_FILES = (
+    ("antispoof_minifasnet/onnx/MiniFASNetV2.onnx", 2.7),
+    ("antispoof_minifasnet/onnx/MiniFASNetV1SE.onnx", 4.0),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """How the engine analyses frames and enrols reference photos."""
+
+    detect_width: int = 320  # frames wider than this are downscaled for full detection
+    redetect_every: int = 10  # full-frame detection at least every N tracked frames
+    track_margin: float = 0.4  # tracking window = last box grown by this on each side
+    track_face_px: float = 100.0  # the tracking window is scaled so the face is this wide
+    min_track_iou: float = 0.3  # a tracked box must overlap the last one this much
+    enrol_max_side: int = 1024  # reference photos are downscaled to this for detection
+    reference_crop_px: int = 256
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    reference_quality: QualityConfig = REFERENCE_PHOTO
+
+    def __post_init__(self) -> None:
+        if self.detect_width < 0 or self.redetect_every < 1 or self.track_face_px <= 0:
+            raise ValueError(f"invalid engine config: {self}")
+
+
+def _models_file(models_dir: Path | None, relative: str) -> Path:
+    if models_dir is None:
+        raise ValueError(f"the onnx backend needs a models folder (for {relative})")
+    return models_dir / relative
+
+
+def _onnx_embedder(models_dir: Path | None) -> FaceEmbedder:
+    from verification.backends.onnx_arcface import ArcFaceEmbedder
+
+    return ArcFaceEmbedder(_models_file(models_dir, ARCFACE_FILE))
+
+
+def _pad(models_dir: Path | None) -> PadModel | None:
+    if models_dir is None or not all((models_dir / p).is_file() for p, _ in PAD_FILES):
+        return None
+    from verification.backends.minifasnet import MiniFasNetPad
+
+    return MiniFasNetPad([(models_dir / p, scale) for p, scale in PAD_FILES])
+
+
+def build_engine(
+    kind: str = "dlib", models_dir: Path | None = None, config: EngineConfig | None = None
+) -> FaceEngine:
+    """A ready engine.
+
+    * ``dlib`` (default): HOG detector, dlib landmarks and embedder; needs only PyPI packages.
+    * ``onnx``: YuNet detector + ArcFace-style embedder (MobileFaceNet) from ``models_dir``,
+      dlib 68-point landmarks (liveness needs them).
+    * ``fused``: dlib detector and landmarks, embeddings of dlib **and** the ONNX embedder with
+      z-normalised score fusion (``FusedEmbedder``).
+
+    The MiniFASNet PAD model is added whenever its files are in ``models_dir``.
+    """
+    from verification.backends.dlib_backend import DlibDetector, DlibEmbedder, DlibLandmarks
+    from verification.engine import FaceEngine
+
+    if kind not in KINDS:
+        raise ValueError(f"unknown engine kind {kind!r}, expected one of {KINDS}")
+    landmarks = DlibLandmarks()
+    if kind == "onnx":
+        from verification.backends.yunet import YuNetDetector
+
+        detector: FaceDetector = YuNetDetector(_models_file(models_dir, YUNET_FILE))
+        embedder: FaceEmbedder = _onnx_embedder(models_dir)
+    else:
+        detector = DlibDetector(landmarks=landmarks)
+        embedder = DlibEmbedder()
+        if kind == "fused":
+            from verification.backends.fused import FusedEmbedder
+
+            embedder = FusedEmbedder([embedder, _onnx_embedder(models_dir)])
+    engine = FaceEngine(detector, landmarks, embedder, _pad(models_dir), config)
+    logger.info("face engine %s: %s", kind, engine.describe())
+    return engine
