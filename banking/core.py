@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Protocol
@@ -98,6 +99,23 @@ class NewCustomer:
         object.__setattr__(self, "phone", _check_phone(self.phone))
 
 
+@dataclass(frozen=True, slots=True)
+class StoredTemplate:
+    """A face template made from the reference photo, as stored (opaque bytes + model key).
+
+    ``data`` is what ``verification.engine.Template.to_bytes`` wrote; banking keeps it, the
+    verification engine reads it.
+    """
+
+    model_key: str
+    data: bytes = field(repr=False)
+    crop_jpeg: bytes = field(default=b"", repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.model_key or not self.data:
+            raise InvalidCustomerData("template", "needs a model key and data")
+
+
 class CoreBanking(Protocol):
     """The bank's customer records, as the rest of the platform sees them."""
 
@@ -108,13 +126,23 @@ class CoreBanking(Protocol):
         """
         ...
 
-    async def add_customer(self, new: NewCustomer) -> CustomerRef:
+    async def add_customer(
+        self, new: NewCustomer, templates: Sequence[StoredTemplate] = ()
+    ) -> CustomerRef:
         """Open a customer with one card and a reference photo (``DuplicateCustomer`` if the ID
         number is already known, ``InvalidCustomerData`` if the photo does not decode)."""
         ...
 
     async def get_customer(self, customer_id: int) -> CustomerRef:
         """The customer with this id, or ``CustomerNotFound``."""
+        ...
+
+    async def reference_template(self, customer_id: int, model_key: str) -> StoredTemplate | None:
+        """The customer's template made by ``model_key``, or None."""
+        ...
+
+    async def save_template(self, customer_id: int, template: StoredTemplate) -> None:
+        """Store (or replace) the customer's template of ``template.model_key``."""
         ...
 
     async def reference_photo(self, customer_id: int) -> tuple[bytes, str] | None:

@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from banking.core import CustomerRef, NewCustomer
+from banking.core import CustomerRef, NewCustomer, StoredTemplate
 from banking.errors import CustomerNotFound, DuplicateCustomer, InvalidCustomerData
 from banking.identity import id_number_hmac, mask_card_number, mask_id_number, names_match
 from store.blobs import BlobStore
 from store.db import Database
-from store.models import Card, Customer, ReferencePhoto
+from store.models import Card, Customer, ReferencePhoto, ReferenceTemplate
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,18 @@ def _rows_for(
     return customer, card, photo
 
 
+def _template_row(
+    customer_id: int, template: StoredTemplate, crop_key: str | None, now: datetime
+) -> ReferenceTemplate:
+    return ReferenceTemplate(
+        customer_id=customer_id,
+        model_key=template.model_key,
+        vector=template.data,
+        crop_blob_key=crop_key,
+        created_at=now,
+    )
+
+
 class SqlCoreBanking:
     """``CoreBanking`` on ``store`` tables; ID numbers are kept only as HMAC and masked form.
 
@@ -96,8 +109,10 @@ class SqlCoreBanking:
         name_ok = names_match(customer.name, name)
         return _ref(customer) if card_ok and name_ok else None
 
-    async def add_customer(self, new: NewCustomer) -> CustomerRef:
-        """Open the customer, their card and reference photo in one transaction."""
+    async def add_customer(
+        self, new: NewCustomer, templates: Sequence[StoredTemplate] = ()
+    ) -> CustomerRef:
+        """Open the customer, their card, reference photo and templates in one transaction."""
         detected = await asyncio.to_thread(decoded_content_type, new.photo)
         if detected != new.photo_content_type:
             raise InvalidCustomerData("photo_content_type", f"the photo is {detected}")
@@ -105,6 +120,8 @@ class SqlCoreBanking:
         # Content-addressed, so a blob left behind by a failed transaction is harmless.
         blob_key = await self._blobs.put(new.photo)
         customer, card, photo = _rows_for(new, key, blob_key)
+        now = datetime.now(UTC)
+        crops = [await self._put_crop(t) for t in templates]
         try:
             async with self._db.session() as s, s.begin():
                 if await s.scalar(select(Customer.id).where(Customer.id_number_hmac == key)):
@@ -114,6 +131,10 @@ class SqlCoreBanking:
                 card.customer_id = customer.id
                 photo.customer_id = customer.id
                 s.add_all([card, photo])
+                s.add_all(
+                    _template_row(customer.id, t, crop, now)
+                    for t, crop in zip(templates, crops, strict=True)
+                )
         except IntegrityError as err:  # a concurrent insert of the same ID number
             raise DuplicateCustomer() from err
         log.info(
@@ -129,6 +150,35 @@ class SqlCoreBanking:
         if customer is None:
             raise CustomerNotFound(customer_id)
         return _ref(customer)
+
+    async def reference_template(self, customer_id: int, model_key: str) -> StoredTemplate | None:
+        """The customer's template made by ``model_key``, or None."""
+        query = select(ReferenceTemplate).where(
+            ReferenceTemplate.customer_id == customer_id, ReferenceTemplate.model_key == model_key
+        )
+        async with self._db.session() as s:
+            row = await s.scalar(query)
+        if row is None:
+            return None
+        crop = await self._blobs.get(row.crop_blob_key) if row.crop_blob_key else b""
+        return StoredTemplate(row.model_key, row.vector, crop)
+
+    async def save_template(self, customer_id: int, template: StoredTemplate) -> None:
+        """Store (or replace) the customer's template of ``template.model_key``."""
+        crop_key = await self._put_crop(template)
+        async with self._db.session() as s, s.begin():
+            if await s.get(Customer, customer_id) is None:
+                raise CustomerNotFound(customer_id)
+            await s.execute(
+                delete(ReferenceTemplate).where(
+                    ReferenceTemplate.customer_id == customer_id,
+                    ReferenceTemplate.model_key == template.model_key,
+                )
+            )
+            s.add(_template_row(customer_id, template, crop_key, datetime.now(UTC)))
+
+    async def _put_crop(self, template: StoredTemplate) -> str | None:
+        return await self._blobs.put(template.crop_jpeg) if template.crop_jpeg else None
 
     async def reference_photo(self, customer_id: int) -> tuple[bytes, str] | None:
         """The latest reference photo and its content type, or None.

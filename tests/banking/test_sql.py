@@ -8,13 +8,13 @@ import dataclasses
 import pytest
 from sqlalchemy import select
 
-from banking.core import CoreBanking, NewCustomer
+from banking.core import CoreBanking, NewCustomer, StoredTemplate
 from banking.errors import CustomerNotFound, DuplicateCustomer, InvalidCustomerData
 from banking.identity import luhn_check_digit, prc_id_check_char
 from banking.sql import SqlCoreBanking
 from store.blobs import LocalBlobStore
 from store.db import Database
-from store.models import Card, Customer
+from store.models import Card, Customer, ReferenceTemplate
 from tests.banking.images import image_bytes
 
 CARD = "622202123456789" + luhn_check_digit("622202123456789")
@@ -165,3 +165,25 @@ def test_frozen() -> None:
     customer = new_customer()
     with pytest.raises(dataclasses.FrozenInstanceError):
         customer.name = "x"  # type: ignore[misc]
+
+
+async def test_templates_are_stored_with_the_customer_and_replaced_per_model(
+    banking: SqlCoreBanking,
+) -> None:
+    first = StoredTemplate("dlib/resnet@20", b"vector-1", b"\xff\xd8crop")
+    ref = await banking.add_customer(new_customer(), [first])
+    assert await banking.reference_template(ref.id, "dlib/resnet@20") == first
+    assert await banking.reference_template(ref.id, "onnx/other@1") is None
+    second = StoredTemplate("dlib/resnet@20", b"vector-2")
+    await banking.save_template(ref.id, second)
+    assert await banking.reference_template(ref.id, "dlib/resnet@20") == second
+    with pytest.raises(CustomerNotFound):
+        await banking.save_template(ref.id + 99, second)
+
+
+async def test_a_failed_add_stores_no_template(banking: SqlCoreBanking, db: Database) -> None:
+    await banking.add_customer(new_customer())
+    with pytest.raises(DuplicateCustomer):
+        await banking.add_customer(new_customer(), [StoredTemplate("k", b"v")])
+    async with db.session() as s:
+        assert (await s.scalars(select(ReferenceTemplate))).all() == []
