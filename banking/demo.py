@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from banking.core import CoreBanking, NewCustomer
+from banking.core import CoreBanking, NewCustomer, StoredTemplate
 from banking.errors import BankingError
 from banking.identity import luhn_check_digit, prc_id_check_char
 from store.blobs import BlobStore
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 DEMO_PASSWORD = "demo-password-1"
 
 StaffCreator = Callable[[Database, str, str, str, str], Awaitable[object]]
+# Makes the face template of a reference photo; raises BankingError when the photo cannot serve.
+Enroller = Callable[[bytes], Awaitable[StoredTemplate]]
 """``(db, username, display_name, password, role) -> StaffRef``, e.g. web.accounts.create_staff."""
 
 
@@ -198,22 +200,42 @@ def _result(
 
 
 async def _seed_customer(
-    c: DemoCustomer, blobs: BlobStore, banking: CoreBanking, shared_data: Path
+    c: DemoCustomer,
+    blobs: BlobStore,
+    banking: CoreBanking,
+    shared_data: Path,
+    enrol: Enroller | None,
 ) -> DemoCustomerResult:
     photo = await asyncio.to_thread(_read_photo, shared_data, c)
     existing = await banking.identify(c.name, c.id_number, c.card_number[-4:])
     if existing is not None:
         if photo is not None:
             await _restore_photo(existing.id, photo[0], blobs, banking)
+            await _backfill_template(existing.id, photo[0], banking, enrol)
         return _result(c, "existing", existing.id)
     if photo is None:
         return _result(c, "skipped", note=f"no photo for {c.identity!r} under {shared_data}")
     new = NewCustomer(c.name, c.id_number, c.card_number, photo[0], photo[1], c.birth_date, c.phone)
     try:
-        ref = await banking.add_customer(new)
+        templates = [await enrol(photo[0])] if enrol is not None else []
+        ref = await banking.add_customer(new, templates)
     except BankingError as err:
         return _result(c, "skipped", note=str(err))
     return _result(c, "created", ref.id)
+
+
+async def _backfill_template(
+    customer_id: int, photo: bytes, banking: CoreBanking, enrol: Enroller | None
+) -> None:
+    """Give a customer seeded before face templates existed the template of today's engine."""
+    if enrol is None:
+        return
+    try:
+        template = await enrol(photo)
+    except BankingError:
+        return
+    if await banking.reference_template(customer_id, template.model_key) is None:
+        await banking.save_template(customer_id, template)
 
 
 async def _restore_photo(
@@ -233,13 +255,16 @@ async def seed_demo(
     shared_data: Path,
     *,
     create_staff: StaffCreator,
+    enrol: Enroller | None = None,
 ) -> DemoSummary:
     """Create the demo staff and customers that do not exist yet (running it twice is a no-op).
 
     Customers whose photo is missing from ``shared_data`` are skipped and listed as such.
     """
     staff = await _seed_staff(db, create_staff)
-    customers = [await _seed_customer(c, blobs, banking, shared_data) for c in DEMO_CUSTOMERS]
+    customers = [
+        await _seed_customer(c, blobs, banking, shared_data, enrol) for c in DEMO_CUSTOMERS
+    ]
     summary = DemoSummary(DEMO_PASSWORD, staff, tuple(customers))
     log.info("demo data seeded: %d created, %d skipped", summary.created, len(summary.skipped))
     return summary

@@ -29,6 +29,32 @@ PAD_FILES = (
 )
 
 
+BACKENDS = ("dlib", "onnx", "fused")
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationConfig:
+    """How the server verifies: which engine, how many workers, how often it samples frames."""
+
+    backend: str = "dlib"
+    models_dir: Path | None = None
+    workers: int = 1
+    sample_fps: float = 10.0
+    challenges: int = 3
+    vocabulary: tuple[str, ...] = ()  # empty: every action; tests restrict it to a clip's actions
+    max_attempts_per_case: int = 3
+    lock_after_failures: int = 5
+    lock_window_hours: int = 24
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"face backend must be one of {', '.join(BACKENDS)}: {self.backend!r}")
+        if self.backend != "dlib" and self.models_dir is None:
+            raise ValueError(f"the {self.backend} face backend needs a models folder")
+        if self.workers < 1 or not 1 <= self.sample_fps <= 30 or self.challenges < 1:
+            raise ValueError(f"invalid verification settings: {self}")
+
+
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     """How the engine analyses frames and enrols reference photos."""

@@ -17,13 +17,16 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from banking.core import CoreBanking, NewCustomer
-from banking.demo import DemoSummary, seed_demo
-from banking.errors import BankingError
+from banking.core import CoreBanking, NewCustomer, StoredTemplate
+from banking.demo import DemoSummary, Enroller, seed_demo
+from banking.errors import BankingError, InvalidCustomerData
 from banking.sql import SqlCoreBanking
 from store.blobs import BlobStore, LocalBlobStore
 from store.db import Database, open_database
 from store.errors import StoreError
+from verification.config import build_engine
+from verification.engine import FaceEngine
+from verification.errors import VerificationError
 from web.accounts import ROLES, AccountError, create_staff
 from web.settings import Settings, SettingsError
 
@@ -84,9 +87,36 @@ async def _migrate(settings: Settings) -> None:
     await db.close()
 
 
+def _enroller(settings: Settings) -> Enroller:
+    """Templates from reference photos with the configured engine (built once, on first use)."""
+    engines: list[FaceEngine] = []
+    cfg = settings.verification
+
+    def enrol_sync(photo: bytes) -> StoredTemplate:
+        if not engines:
+            engines.append(build_engine(cfg.backend, cfg.models_dir))
+        try:
+            template = engines[0].enrol(photo)
+        except VerificationError as err:
+            raise InvalidCustomerData("photo", f"cannot serve as a reference: {err}") from err
+        return StoredTemplate(template.model_key, template.to_bytes(), template.crop_jpeg)
+
+    async def enrol(photo: bytes) -> StoredTemplate:
+        return await asyncio.to_thread(enrol_sync, photo)
+
+    return enrol
+
+
 async def _seed_demo(settings: Settings) -> DemoSummary:
     async with _services(settings) as (db, blobs, banking):
-        return await seed_demo(db, blobs, banking, settings.shared_data, create_staff=create_staff)
+        return await seed_demo(
+            db,
+            blobs,
+            banking,
+            settings.shared_data,
+            create_staff=create_staff,
+            enrol=_enroller(settings),
+        )
 
 
 def _photo_content_type(photo: bytes) -> str:
@@ -116,8 +146,9 @@ async def _add_customer(settings: Settings, args: argparse.Namespace) -> None:
         birth_date=args.birth_date,
         phone=args.phone,
     )
+    template = await _enroller(settings)(photo)
     async with _services(settings) as (_db, _blobs, banking):
-        ref = await banking.add_customer(new)
+        ref = await banking.add_customer(new, [template])
     print(
         format_table(["id", "name", "ID number"], [[str(ref.id), ref.name, ref.id_number_masked]])
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from media.config import MediaConfig
 from signaling.config import SignalingConfig
 from store.config import S3Config, StoreConfig
+from verification.config import VerificationConfig
 
 PREFIX = "CLOUDBRANCH_"
 
@@ -59,6 +60,24 @@ def _secret(data_dir: Path) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(value)
     return value
+
+
+def _verification(env: Mapping[str, str]) -> VerificationConfig:
+    models = _str(env, "MODELS_DIR", "")
+    vocabulary = tuple(
+        v.strip() for v in _str(env, "VERIFY_VOCABULARY", "").split(",") if v.strip()
+    )
+    try:
+        return VerificationConfig(
+            backend=_str(env, "FACE_BACKEND", "dlib"),
+            models_dir=Path(models).resolve() if models else None,
+            workers=_int(env, "FACE_WORKERS", 1),
+            sample_fps=float(_int(env, "VERIFY_FPS", 10)),
+            challenges=_int(env, "VERIFY_CHALLENGES", 3),
+            vocabulary=vocabulary,
+        )
+    except ValueError as err:
+        raise SettingsError(f"{PREFIX}FACE_*/VERIFY_*: {err}") from err
 
 
 def _s3(env: Mapping[str, str]) -> S3Config | None:
@@ -120,6 +139,7 @@ class Settings:
     store: StoreConfig
     media: MediaConfig
     signaling: SignalingConfig
+    verification: VerificationConfig
     data_dir: Path
     shared_data: Path
     log_level: str = "INFO"
@@ -160,6 +180,7 @@ class Settings:
                 reconnect_grace_seconds=_int(env, "RECONNECT_GRACE_SECONDS", 20),
                 redis_url=_str(env, "REDIS_URL", ""),
             ),
+            verification=_verification(env),
             data_dir=data_dir,
             shared_data=Path(_str(env, "SHARED_DATA", "../shared/data")).resolve(),
             log_level=_str(env, "LOG_LEVEL", "INFO"),

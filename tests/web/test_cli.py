@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+from PIL import Image
+from sqlalchemy import select
 
 from banking.core import CustomerRef
 from banking.demo import DEMO_PASSWORD
@@ -14,6 +16,7 @@ from banking.identity import luhn_check_digit, prc_id_check_char
 from banking.sql import SqlCoreBanking
 from store.blobs import LocalBlobStore
 from store.db import open_database
+from store.models import ReferenceTemplate
 from web.accounts import StaffRef, verify_staff
 from web.cli import main
 from web.settings import Settings
@@ -172,3 +175,47 @@ def test_usage_errors_return_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert main(["staff", "add", "--username", "u", "--role", "boss", "--display-name", "U"]) == 2
     capsys.readouterr()
+
+
+def _template_keys(customer_id: int) -> list[str]:
+    async def run() -> list[str]:
+        db = await open_database(Settings.from_env().store)
+        try:
+            async with db.session() as s:
+                rows = await s.scalars(
+                    select(ReferenceTemplate.model_key).where(
+                        ReferenceTemplate.customer_id == customer_id
+                    )
+                )
+                return list(rows)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def test_enrolment_stores_the_face_template(
+    photo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _add_customer(photo) == 0
+    ref = _identify("Barack Obama", ID_NUMBER, CARD[-4:])
+    assert ref is not None
+    assert [k.split("/")[0] for k in _template_keys(ref.id)] == ["dlib"]
+
+
+@pytest.mark.parametrize(
+    ("picture", "says"),
+    [("no_face", "no face"), ("group", "faces")],
+)
+def test_a_photo_without_exactly_one_good_face_is_refused_and_nothing_stored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], picture: str, says: str
+) -> None:
+    if picture == "no_face":
+        path = tmp_path / "wall.png"
+        Image.new("RGB", (640, 480), (120, 130, 140)).save(path)
+    else:
+        path = next((_shared_data() / "identity/face_recognition/multi").iterdir())
+    assert _add_customer(path) == 2
+    err = capsys.readouterr().err
+    assert "photo" in err and says in err.lower()
+    assert _identify("Barack Obama", ID_NUMBER, CARD[-4:]) is None
