@@ -17,9 +17,12 @@ from datetime import UTC
 from functools import partial
 from typing import Literal, Protocol
 
+from av import VideoFrame
+
 from cases.errors import CaseError, InvalidTransition
 from cases.states import CallState, CaseState, check_call_move
 from cases.store import CaseRef, CaseStore
+from cases.verify import VerifyDesk, VerifyRefused, VerifyTarget
 from media.errors import BadOffer, CallClosed, MediaError
 from signaling.grace import GraceTimers
 from signaling.hub import Hub
@@ -30,6 +33,7 @@ from signaling.messages import (
     ChatMessage,
     ChatSend,
     ClientMessage,
+    DeviceInfo,
     ErrorCode,
     Ping,
     Pong,
@@ -42,6 +46,10 @@ from signaling.messages import (
     QueueLeave,
     QueuePosition,
     QueueSnapshot,
+    ServerMessage,
+    VerifyCancel,
+    VerifyResult,
+    VerifyStart,
     WebrtcAnswer,
     WebrtcOffer,
 )
@@ -56,6 +64,10 @@ Ender = Literal["customer", "advisor", "system"]
 
 class CallEndpoints(Protocol):
     """The server's media endpoints of one call (``media.CallMedia``)."""
+
+    def latest_customer_frame(self) -> VideoFrame | None:
+        """The latest decoded frame of the customer's camera (the verification tap)."""
+        ...
 
     async def answer(self, side: Side, offer_sdp: str) -> str:
         """Answer one side's SDP offer."""
@@ -102,6 +114,14 @@ def advisor_key(staff_id: int) -> str:
     return f"advisor:{staff_id}"
 
 
+_VERIFY_CODES = {
+    "bad_state": ErrorCode.BAD_STATE,
+    "locked": ErrorCode.VERIFY_LOCKED,
+    "limit": ErrorCode.VERIFY_LIMIT,
+    "no_reference": ErrorCode.NO_REFERENCE,
+}
+
+
 def _side_key(call: Call, side: Side) -> str:
     return customer_key(call.case.public_id) if side == "customer" else advisor_key(call.advisor_id)
 
@@ -128,6 +148,7 @@ class LiveDesk:
         self.queue = WaitingQueue(average_handle_seconds)
         self.presence = Presence()
         self._grace = GraceTimers(reconnect_grace_seconds)
+        self.verify: VerifyDesk | None = None
         self._advisors: dict[int, str] = {}  # connected advisors: id → display name
         self._calls: dict[str, Call] = {}  # by case public id
         self._advisor_call: dict[int, str] = {}
@@ -176,6 +197,9 @@ class LiveDesk:
                 await self._chat(self._call_of_case(case_id, msg.type), "customer", text)
             case CallHangup():
                 await self.end_call(self._call_of_case(case_id, msg.type), "customer", "hangup")
+            case DeviceInfo(camera_label=label):
+                if self.verify is not None:
+                    self.verify.note_camera(case_id, label)
             case _:
                 raise ProtocolError(ErrorCode.FORBIDDEN, "customers may not do this", msg.type)
 
@@ -195,6 +219,12 @@ class LiveDesk:
             case CallHangup():
                 call = self._call_of_advisor(staff_id, msg.type)
                 await self.end_call(call, "advisor", "hangup")
+            case VerifyStart():
+                await self._verify_start(self._call_of_advisor(staff_id, msg.type))
+            case VerifyCancel():
+                call = self._call_of_advisor(staff_id, msg.type)
+                if self.verify is not None:
+                    await self.verify.cancel(call.case.public_id)
             case _:
                 raise ProtocolError(ErrorCode.FORBIDDEN, "advisors may not do this", msg.type)
 
@@ -366,6 +396,8 @@ class LiveDesk:
         self._grace.cancel(customer_key(case_id))
         self._grace.cancel(advisor_key(call.advisor_id))
         call.move(CallState.ENDED)
+        if self.verify is not None:
+            await self.verify.cancel(case_id)
         await self.media.close(case_id)
         try:
             await self.cases.move(case_id, CaseState.CLOSED, ended_by=by)
@@ -381,6 +413,35 @@ class LiveDesk:
             self.presence.move(call.advisor_id, PresenceStatus.OFFLINE)
         log.info("call ended by %s", by, extra={"case_id": case_id})
         self._broadcast_queue()
+
+    # ---- verification --------------------------------------------------------------------
+
+    async def _verify_start(self, call: Call) -> None:
+        if self.verify is None:
+            raise ProtocolError(
+                ErrorCode.VERIFY_UNAVAILABLE, "verification is not enabled", "verify.start"
+            )
+        case = call.case
+        target = VerifyTarget(
+            case.public_id, case.id, case.customer_id, call.advisor_id, case.service, call.media
+        )
+        try:
+            await self.verify.start(target)
+        except VerifyRefused as err:
+            raise ProtocolError(_VERIFY_CODES[err.code], str(err), "verify.start") from err
+
+    def send_verify(self, case_id: str, msg: ServerMessage) -> None:
+        """Deliver a verification message to both sides of a call (the customer's copy of a
+        result carries no scores, reasons or images)."""
+        call = self._calls.get(case_id)
+        if call is None:
+            return
+        self.hub.send(advisor_key(call.advisor_id), msg)
+        if isinstance(msg, VerifyResult):
+            msg = msg.model_copy(
+                update={"scores": {}, "reasons": [], "best_frame_url": None, "reference_url": None}
+            )
+        self.hub.send(customer_key(case_id), msg)
 
     # ---- drops after the grace period ----------------------------------------------------
 

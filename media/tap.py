@@ -44,6 +44,23 @@ async def tap_frames(
     A frame already yielded (the same object) is skipped; the consumer's own processing time
     counts against the period, so a slow consumer lowers the rate instead of building a backlog.
     """
+    async for tapped in tap_or_idle(latest, rate, max_width=max_width, clock=clock):
+        if tapped is not None:
+            yield tapped
+
+
+async def tap_or_idle(
+    latest: Callable[[], VideoFrame | None],
+    rate: float,
+    *,
+    max_width: int = 640,
+    clock: Callable[[], float] = time.monotonic,
+) -> AsyncIterator[TappedFrame | None]:
+    """As :func:`tap_frames`, but yields None for a period without a new frame.
+
+    A consumer with timeouts (a verification attempt) uses the None to notice that video
+    stopped.
+    """
     period = 1.0 / rate
     last: VideoFrame | None = None
     while True:
@@ -53,4 +70,6 @@ async def tap_frames(
             last = frame
             rgb = await asyncio.to_thread(_to_rgb, frame, max_width)
             yield TappedFrame(started, rgb)
+        else:
+            yield None
         await asyncio.sleep(max(0.0, period - (clock() - started)))

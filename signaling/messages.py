@@ -32,6 +32,10 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     BUSY = "busy"
     INTERNAL = "internal"
+    VERIFY_UNAVAILABLE = "verify_unavailable"
+    VERIFY_LOCKED = "verify_locked"
+    VERIFY_LIMIT = "verify_limit"
+    NO_REFERENCE = "no_reference"
 
 
 class ProtocolError(Exception):

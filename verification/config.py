@@ -38,7 +38,7 @@ class VerificationConfig:
 
     backend: str = "dlib"
     models_dir: Path | None = None
-    workers: int = 1
+    workers: int = 1  # 0: no verification on this node (attempts are refused)
     sample_fps: float = 10.0
     challenges: int = 3
     vocabulary: tuple[str, ...] = ()  # empty: every action; tests restrict it to a clip's actions
@@ -51,7 +51,7 @@ class VerificationConfig:
             raise ValueError(f"face backend must be one of {', '.join(BACKENDS)}: {self.backend!r}")
         if self.backend != "dlib" and self.models_dir is None:
             raise ValueError(f"the {self.backend} face backend needs a models folder")
-        if self.workers < 1 or not 1 <= self.sample_fps <= 30 or self.challenges < 1:
+        if self.workers < 0 or not 1 <= self.sample_fps <= 30 or self.challenges < 1:
             raise ValueError(f"invalid verification settings: {self}")
 
 

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from aiohttp import web
 
 from banking.sql import SqlCoreBanking
+from cases.attempts import AttemptStore
 from cases.consent import ensure_consent_texts
 from cases.intake import Intake
 from cases.limits import AttemptLimiter
 from cases.live import LiveDesk
 from cases.store import CaseStore
+from cases.verify import VerifyDesk
 from media.call import CallManager
 from signaling.hub import Hub
 from store.blobs import LocalBlobStore
 from store.db import open_database
-from web import middleware, pages
+from verification.config import build_engine
+from verification.policy import load_policy
+from verification.service import EngineService
+from web import evidence, middleware, pages
 from web.i18n import Catalog
 from web.keys import (
     BANKING,
@@ -29,6 +36,7 @@ from web.keys import (
     CATALOG,
     DB,
     DESK,
+    ENGINE,
     HUB,
     INTAKE,
     JINJA,
@@ -70,15 +78,41 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[CALLS] = calls = CallManager(settings.media)
     app[HUB] = hub = Hub(settings.signaling)
-    app[DESK] = LiveDesk(
+    app[DESK] = desk = LiveDesk(
         hub,
         app[CASES],
         calls,
         average_handle_seconds=settings.signaling.average_handle_seconds,
         reconnect_grace_seconds=settings.signaling.reconnect_grace_seconds,
     )
-    yield
-    await _stop_live(app)
+    engine = await _start_verification(app, desk)
+    try:
+        yield
+    finally:
+        await _stop_live(app)
+        if engine is not None:
+            await engine.close()
+
+
+async def _start_verification(app: web.Application, desk: LiveDesk) -> EngineService | None:
+    """Start the face engine's workers and hand the live desk a verification desk."""
+    cfg = app[SETTINGS].verification
+    if cfg.workers == 0:
+        log.warning("identity verification is off (CLOUDBRANCH_FACE_WORKERS=0)")
+        return None
+    engine = EngineService(partial(build_engine, cfg.backend, cfg.models_dir), cfg.workers)
+    await engine.start()
+    app[ENGINE] = engine
+    desk.verify = VerifyDesk(
+        engine,
+        app[BANKING],
+        AttemptStore(app[DB]),
+        app[BLOBS],
+        await asyncio.to_thread(load_policy),
+        cfg,
+        desk.send_verify,
+    )
+    return engine
 
 
 async def _stop_live(app: web.Application) -> None:
@@ -103,6 +137,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.append(middleware.on_prepare)
     app.on_shutdown.append(_stop_live)
     app.add_routes(pages.routes)
+    app.add_routes(evidence.routes)
     app.router.add_get("/ws", websocket)
     app.router.add_static(STATIC_PREFIX, STATIC_DIR, name="static")
     return app

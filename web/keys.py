@@ -14,6 +14,7 @@ from media.call import CallManager
 from signaling.hub import Hub
 from store.blobs import BlobStore
 from store.db import Database
+from verification.service import EngineService
 from web.i18n import Catalog
 from web.sessions import Session, SessionStore
 from web.settings import Settings
@@ -30,6 +31,7 @@ CALLS = web.AppKey("calls", CallManager)
 HUB = web.AppKey("hub", Hub)
 DESK = web.AppKey("desk", LiveDesk)
 CATALOG = web.AppKey("catalog", Catalog)
+ENGINE = web.AppKey("engine", EngineService)
 JINJA = web.AppKey("jinja", jinja2.Environment)
 
 # Per-request values (set by middlewares).

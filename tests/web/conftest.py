@@ -50,13 +50,16 @@ def make_settings(tmp_path: Path, shared_data: Path, **extra: str) -> Settings:
     """Test settings: loopback-only ICE, a short reconnect grace, three identify attempts."""
     return Settings.from_env(
         {
-            **extra,
             "CLOUDBRANCH_DATA_DIR": str(tmp_path / "var"),
             "CLOUDBRANCH_ICE_LOOPBACK_ONLY": "1",
             "CLOUDBRANCH_IDENTIFY_ATTEMPTS": "3",
             "CLOUDBRANCH_SHARED_DATA": str(shared_data),
             "CLOUDBRANCH_DEFAULT_LANG": "en",
             "CLOUDBRANCH_RECONNECT_GRACE_SECONDS": "1",
+            # The face engine's workers take seconds to start: only the tests that verify
+            # turn them on (verification has tests of its own).
+            "CLOUDBRANCH_FACE_WORKERS": "0",
+            **extra,
         }
     )
 

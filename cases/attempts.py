@@ -1,0 +1,150 @@
+"""Persistence of verification attempts, per-case and per-customer limits, and locks."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from store.db import Database
+from store.models import VerificationAttempt, VerificationLock
+
+FAILED_STATES = ("failed",)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """A stored attempt, as the advisor's evidence endpoints need it."""
+
+    public_id: str
+    case_id: int
+    customer_id: int
+    state: str
+    best_frame_blob_key: str | None
+    evidence_blob_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """What an attempt ended with."""
+
+    state: str  # passed | failed | referred | aborted
+    reasons: tuple[str, ...] = ()
+    scores: dict[str, float] = field(default_factory=dict)
+    policy_version: str | None = None
+    evidence_blob_key: str | None = None
+    best_frame_blob_key: str | None = None
+
+
+def _record(row: VerificationAttempt) -> AttemptRecord:
+    return AttemptRecord(
+        row.public_id,
+        row.case_id,
+        row.customer_id,
+        row.state,
+        row.best_frame_blob_key,
+        row.evidence_blob_key,
+    )
+
+
+class AttemptStore:
+    """Verification attempts in the database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(
+        self, case_id: int, customer_id: int, advisor_id: int, nonce: str, challenges: list[str]
+    ) -> str:
+        """Record a running attempt; returns its public id."""
+        public_id = secrets.token_urlsafe(12)
+        async with self._db.session() as s, s.begin():
+            s.add(
+                VerificationAttempt(
+                    public_id=public_id,
+                    case_id=case_id,
+                    customer_id=customer_id,
+                    advisor_id=advisor_id,
+                    nonce=nonce,
+                    challenges=json.dumps(challenges),
+                    state="running",
+                    reasons="[]",
+                    scores="{}",
+                    started_at=datetime.now(UTC),
+                )
+            )
+        return public_id
+
+    async def finish(self, public_id: str, done: Finished) -> None:
+        """Store the outcome of a running attempt."""
+        async with self._db.session() as s, s.begin():
+            row = await s.scalar(
+                select(VerificationAttempt).where(VerificationAttempt.public_id == public_id)
+            )
+            if row is None:
+                raise LookupError(f"no attempt {public_id!r}")
+            row.state = done.state
+            row.reasons = json.dumps(list(done.reasons))
+            row.scores = json.dumps(done.scores)
+            row.policy_version = done.policy_version
+            row.evidence_blob_key = done.evidence_blob_key
+            row.best_frame_blob_key = done.best_frame_blob_key
+            row.ended_at = datetime.now(UTC)
+
+    async def get(self, public_id: str) -> AttemptRecord | None:
+        """A stored attempt, or None."""
+        async with self._db.session() as s:
+            row = await s.scalar(
+                select(VerificationAttempt).where(VerificationAttempt.public_id == public_id)
+            )
+        return None if row is None else _record(row)
+
+    async def count_for_case(self, case_id: int) -> int:
+        """Attempts made in a case (every state counts)."""
+        async with self._db.session() as s:
+            n = await s.scalar(
+                select(func.count())
+                .select_from(VerificationAttempt)
+                .where(VerificationAttempt.case_id == case_id)
+            )
+        return int(n or 0)
+
+    async def failures_since(self, customer_id: int, hours: int) -> int:
+        """Failed attempts of a customer in the last ``hours``."""
+        since = datetime.now(UTC) - timedelta(hours=hours)
+        async with self._db.session() as s:
+            n = await s.scalar(
+                select(func.count())
+                .select_from(VerificationAttempt)
+                .where(
+                    VerificationAttempt.customer_id == customer_id,
+                    VerificationAttempt.state.in_(FAILED_STATES),
+                    VerificationAttempt.started_at >= since,
+                )
+            )
+        return int(n or 0)
+
+    async def is_locked(self, customer_id: int) -> bool:
+        """Whether verification is locked for this customer."""
+        async with self._db.session() as s:
+            row = await s.scalar(
+                select(VerificationLock.id).where(VerificationLock.customer_id == customer_id)
+            )
+        return row is not None
+
+    async def lock(self, customer_id: int, reason: str) -> bool:
+        """Lock verification for a customer; False when it already was."""
+        async with self._db.session() as s, s.begin():
+            if await s.scalar(
+                select(VerificationLock.id).where(VerificationLock.customer_id == customer_id)
+            ):
+                return False
+            s.add(
+                VerificationLock(
+                    customer_id=customer_id, reason=reason, locked_at=datetime.now(UTC)
+                )
+            )
+        return True

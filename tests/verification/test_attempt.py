@@ -1,0 +1,281 @@
+"""The attempt state machine: every transition, every timeout, order of actions, events.
+
+Frames are a real neutral face (SadTalker clip) edited like a customer following instructions
+(eyes squeezed shut, mouth dropped open) plus real head-turn frames of the same clip.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from tests.verification import clipdata as cd
+from verification.attempt import (
+    FINAL,
+    TRANSITIONS,
+    Attempt,
+    AttemptConfig,
+    AttemptState,
+    EventKind,
+    FrameObservation,
+    InvalidAttemptState,
+    advance,
+)
+from verification.challenges import Action, Challenge, ChallengePlan
+from verification.errors import VerificationError
+from verification.types import Points
+
+S = AttemptState
+FPS = 10
+
+
+def plan(*actions: Action, limit: float = 5.0) -> ChallengePlan:
+    return ChallengePlan("n" * 22, tuple(Challenge(a, limit) for a in actions))
+
+
+def obs(pts: Points | None, size: tuple[int, int] | None = None) -> FrameObservation:
+    w, h = size or cd.real_face(cd.NEUTRAL_AT)[1]
+    return FrameObservation(w, h, pts)
+
+
+class Customer:
+    """Feeds an attempt at 10 fps with scripted faces; keeps the clock."""
+
+    def __init__(self, attempt: Attempt) -> None:
+        self.attempt = attempt
+        self.t = 0.0
+        self.neutral, self.size = cd.real_face(cd.NEUTRAL_AT)
+
+    def face(self, pts: Points | None, frames: int = 1) -> list[EventKind]:
+        kinds = []
+        for _ in range(frames):
+            self.t = round(self.t + 1 / FPS, 3)
+            kinds += [e.kind for e in self.attempt.observe(self.t, obs(pts, self.size))]
+        return kinds
+
+    def rest(self, frames: int = 3) -> list[EventKind]:
+        return self.face(self.neutral, frames)
+
+    def do(self, action: Action) -> list[EventKind]:
+        before = self.rest(3)
+        if action is Action.BLINK:
+            return before + self.face(cd.eyes_closed(self.neutral), 2) + self.rest(2)
+        if action is Action.OPEN_MOUTH:
+            return before + self.face(cd.mouth_open(self.neutral), 5) + self.rest(2)
+        if action is Action.SMILE:
+            return before + self.face(cd.smiling(self.neutral), 5) + self.rest(2)
+        at = cd.TURN_LEFT_AT if action is Action.TURN_LEFT else cd.TURN_RIGHT_AT
+        return before + self.face(cd.real_face(at)[0], 3) + self.rest(2)
+
+
+def started(*actions: Action, **config: float | bool) -> tuple[Attempt, Customer]:
+    attempt = Attempt(plan(*actions), AttemptConfig(**config))  # type: ignore[arg-type]
+    attempt.start(0.0)
+    customer = Customer(attempt)
+    customer.rest(5)  # baseline
+    assert attempt.state is S.CHALLENGE
+    return attempt, customer
+
+
+# -- the table -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("current", "target"), list(itertools.product(S, S)))
+def test_every_cell_of_the_transition_table(current: S, target: S) -> None:
+    if target in TRANSITIONS[current]:
+        assert advance(current, target) is target
+    else:
+        with pytest.raises(InvalidAttemptState, match=f'state "{current.value}"') as err:
+            advance(current, target)
+        assert err.value.current is current and isinstance(err.value, VerificationError)
+
+
+def test_final_states_have_no_way_out() -> None:
+    assert {S.PASSED, S.FAILED, S.REFERRED, S.TIMED_OUT, S.ABORTED} == FINAL
+
+
+# -- the happy path --------------------------------------------------------------------------
+
+
+def test_three_challenges_met_in_order_lead_to_analysing_then_a_conclusion() -> None:
+    attempt, customer = started(Action.BLINK, Action.TURN_LEFT, Action.OPEN_MOUTH)
+    for index, action in enumerate((Action.BLINK, Action.TURN_LEFT, Action.OPEN_MOUTH)):
+        assert attempt.current == (index, action)
+        assert EventKind.CHALLENGE_MET in customer.do(action)
+    assert attempt.state is S.ANALYSING
+    result = attempt.result()
+    assert result.liveness_passed and result.baseline is not None
+    shown = [c.shown_at for c in result.challenges]
+    met = [c.met_at for c in result.challenges]
+    assert all(s is not None and m is not None and s < m for s, m in zip(shown, met, strict=True))
+    assert met[0] == shown[1] and met[1] == shown[2]  # the next one appears when one is met
+    kinds = [e.kind for e in result.events]
+    assert kinds == [
+        EventKind.BASELINE_STARTED,
+        *[EventKind.CHALLENGE_SHOWN, EventKind.CHALLENGE_MET] * 3,
+        EventKind.ANALYSING,
+    ]
+    assert [e.index for e in result.events if e.kind is EventKind.CHALLENGE_MET] == [0, 1, 2]
+    assert all(e.total == 3 for e in result.events)
+    attempt.conclude(customer.t + 0.2, S.PASSED)
+    assert attempt.state is S.PASSED and attempt.result().ended_at == customer.t + 0.2
+
+
+@pytest.mark.parametrize("outcome", [S.PASSED, S.FAILED, S.REFERRED])
+def test_analysing_concludes_three_ways(outcome: S) -> None:
+    attempt, customer = started(Action.BLINK)
+    customer.do(Action.BLINK)
+    events = attempt.conclude(customer.t, outcome, "match.borderline")
+    assert attempt.state is outcome and events[-1].kind is EventKind.CONCLUDED
+
+
+def test_conclude_refuses_non_outcomes_and_wrong_states() -> None:
+    attempt, _ = started(Action.BLINK)
+    with pytest.raises(ValueError, match="passed, failed or referred"):
+        attempt.conclude(9.0, S.ABORTED)
+    with pytest.raises(InvalidAttemptState, match='"challenge"'):
+        attempt.conclude(9.0, S.PASSED)
+
+
+def test_start_twice_names_the_current_state() -> None:
+    attempt = Attempt(plan(Action.BLINK))
+    attempt.start(0.0)
+    with pytest.raises(InvalidAttemptState, match='attempt state "baseline"'):
+        attempt.start(0.1)
+
+
+# -- order of actions ------------------------------------------------------------------------
+
+
+def test_an_action_before_its_challenge_is_shown_does_not_count() -> None:
+    attempt, customer = started(Action.TURN_LEFT, Action.BLINK, Action.SMILE)
+    customer.do(Action.BLINK)  # blinks while asked to turn: natural, harmless, but not credited
+    customer.do(Action.TURN_LEFT)
+    assert attempt.current == (1, Action.BLINK)
+    customer.rest(10)
+    assert attempt.current == (1, Action.BLINK)  # the earlier blink did not count
+    customer.do(Action.BLINK)
+    assert attempt.current == (2, Action.SMILE)
+
+
+def test_the_wrong_action_fails_the_attempt() -> None:
+    attempt, customer = started(Action.TURN_LEFT, Action.BLINK, Action.SMILE)
+    kinds = customer.do(Action.TURN_RIGHT)
+    assert EventKind.WRONG_ACTION in kinds
+    assert attempt.state is S.FAILED and attempt.result().reason == "liveness.wrong_action"
+
+
+def test_the_next_challenges_action_done_early_does_not_count() -> None:
+    attempt, customer = started(Action.BLINK, Action.OPEN_MOUTH, Action.SMILE, strict_order=False)
+    customer.do(Action.OPEN_MOUTH)  # early: would fail in strict mode; here it is just ignored
+    assert attempt.current == (0, Action.BLINK)
+    customer.do(Action.BLINK)
+    assert attempt.current == (1, Action.OPEN_MOUTH)
+    customer.rest(10)
+    assert attempt.current == (1, Action.OPEN_MOUTH)
+
+
+def test_holding_the_pose_across_the_switch_does_not_answer_the_next_challenge() -> None:
+    attempt, customer = started(Action.OPEN_MOUTH, Action.BLINK, Action.SMILE, strict_order=False)
+    wide = cd.mouth_open(customer.neutral)
+    customer.rest(3)
+    customer.face(wide, 5)
+    assert attempt.current == (1, Action.BLINK)
+    attempt.plan = plan(Action.OPEN_MOUTH, Action.OPEN_MOUTH, Action.SMILE)  # same action next
+    customer.face(wide, 10)  # the mouth never closed: no new opening
+    assert attempt.current == (1, Action.OPEN_MOUTH)
+
+
+def test_out_of_order_frames_are_dropped() -> None:
+    attempt, customer = started(Action.BLINK)
+    closed = cd.eyes_closed(customer.neutral)
+    assert attempt.observe(customer.t - 0.05, obs(closed)) == []
+    assert attempt.observe(customer.t, obs(closed)) == []
+    assert len(attempt.result().samples) == 5
+
+
+# -- timeouts --------------------------------------------------------------------------------
+
+
+def test_baseline_timeout_without_a_face() -> None:
+    attempt = Attempt(plan(Action.BLINK), AttemptConfig(baseline_timeout=3.0))
+    attempt.start(0.0)
+    assert attempt.observe(1.0, obs(None)) == []
+    assert attempt.tick(2.9) == []
+    events = attempt.tick(3.1)
+    assert [e.kind for e in events] == [EventKind.BASELINE_TIMED_OUT]
+    assert attempt.state is S.TIMED_OUT and attempt.result().reason == "liveness.baseline_timeout"
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_each_challenge_times_out_after_its_limit(index: int) -> None:
+    actions = (Action.BLINK, Action.OPEN_MOUTH, Action.SMILE)
+    attempt, customer = started(*actions)
+    for action in actions[:index]:
+        customer.do(action)
+    shown = attempt.result().challenges[index].shown_at
+    assert shown is not None
+    while customer.t < shown + 4.9:
+        customer.rest(1)
+    assert attempt.state is S.CHALLENGE
+    customer.t = shown + 5.0
+    customer.rest(1)
+    assert attempt.state is S.TIMED_OUT
+    last = attempt.events[-1]
+    assert last.kind is EventKind.CHALLENGE_TIMED_OUT and last.index == index
+    assert attempt.result().reason == "liveness.challenge_timeout"
+
+
+def test_timeout_fires_on_tick_when_frames_stop() -> None:
+    attempt, customer = started(Action.BLINK, max_face_gap=100.0)
+    assert attempt.tick(customer.t + 4.9) == []
+    assert [e.kind for e in attempt.tick(customer.t + 5.1)] == [EventKind.CHALLENGE_TIMED_OUT]
+
+
+def test_face_leaving_the_frame_too_long_fails() -> None:
+    attempt, customer = started(Action.BLINK, max_face_gap=1.0)
+    customer.face(None, 9)  # 0.9 s without a face: still fine
+    assert attempt.state is S.CHALLENGE
+    kinds = customer.face(None, 3)
+    assert EventKind.FACE_LOST in kinds
+    assert attempt.state is S.FAILED and attempt.result().reason == "liveness.face_lost"
+
+
+def test_decision_timeout_in_analysing() -> None:
+    attempt, customer = started(Action.BLINK, analysing_timeout=0.5)
+    customer.do(Action.BLINK)
+    assert attempt.state is S.ANALYSING
+    assert [e.kind for e in attempt.tick(customer.t + 0.6)] == [EventKind.DECISION_TIMED_OUT]
+    assert attempt.state is S.TIMED_OUT
+
+
+@pytest.mark.parametrize("stage", ["created", "baseline", "challenge", "analysing"])
+def test_abort_from_every_live_state(stage: str) -> None:
+    attempt = Attempt(plan(Action.BLINK))
+    if stage != "created":
+        attempt.start(0.0)
+        customer = Customer(attempt)
+        if stage != "baseline":
+            customer.rest(5)
+        if stage == "analysing":
+            customer.do(Action.BLINK)
+    assert attempt.state.value == stage
+    events = attempt.abort(30.0, "call.ended")
+    assert attempt.state is S.ABORTED and events[-1].detail == "call.ended"
+    with pytest.raises(InvalidAttemptState, match='"aborted"'):
+        attempt.abort(31.0)
+
+
+def test_observations_after_the_end_change_nothing() -> None:
+    attempt, customer = started(Action.BLINK)
+    attempt.abort(customer.t)
+    assert customer.do(Action.BLINK) == []
+    assert attempt.state is S.ABORTED
+
+
+def test_bad_observation_and_config_are_rejected() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        FrameObservation(0, 480)
+    with pytest.raises(ValueError, match="timeouts"):
+        AttemptConfig(max_face_gap=0)

@@ -1,0 +1,386 @@
+"""One liveness attempt as a state machine fed with time-stamped frame observations.
+
+::
+
+    CREATED -start-> BASELINE -ready-> CHALLENGE(0) -met-> CHALLENGE(1) ... -last met-> ANALYSING
+    BASELINE  -too slow-> TIMED_OUT
+    CHALLENGE -time limit-> TIMED_OUT | -face gone too long-> FAILED | -conflicting action-> FAILED
+    ANALYSING -conclude-> PASSED | FAILED | REFERRED   (-no decision in time-> TIMED_OUT)
+    any non-final state -abort-> ABORTED
+
+The caller owns the clock: every method takes ``t`` (seconds, monotonic, e.g. frame time or
+``loop.time()``), so tests drive time exactly. Frames must arrive in time order; a frame older
+than the last one is dropped. ``ANALYSING`` is left by :meth:`Attempt.conclude` with the outcome
+of :func:`verification.decision.decide`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from verification.challenges import (
+    Action,
+    ChallengePlan,
+    Detection,
+    DetectorConfig,
+    conflicts,
+    detect,
+    detect_all,
+)
+from verification.errors import VerificationError
+from verification.measures import Baseline, FrameMeasures, Relative, measure, relative
+from verification.types import Box, Points, Vector
+
+logger = logging.getLogger(__name__)
+
+
+class AttemptState(StrEnum):
+    """Where an attempt is."""
+
+    CREATED = "created"
+    BASELINE = "baseline"
+    CHALLENGE = "challenge"
+    ANALYSING = "analysing"
+    PASSED = "passed"
+    FAILED = "failed"
+    REFERRED = "referred"
+    TIMED_OUT = "timed_out"
+    ABORTED = "aborted"
+
+
+S = AttemptState
+TRANSITIONS: dict[AttemptState, frozenset[AttemptState]] = {
+    S.CREATED: frozenset({S.BASELINE, S.ABORTED}),
+    S.BASELINE: frozenset({S.CHALLENGE, S.TIMED_OUT, S.ABORTED}),
+    S.CHALLENGE: frozenset({S.CHALLENGE, S.ANALYSING, S.TIMED_OUT, S.FAILED, S.ABORTED}),
+    S.ANALYSING: frozenset({S.PASSED, S.FAILED, S.REFERRED, S.TIMED_OUT, S.ABORTED}),
+    S.PASSED: frozenset(),
+    S.FAILED: frozenset(),
+    S.REFERRED: frozenset(),
+    S.TIMED_OUT: frozenset(),
+    S.ABORTED: frozenset(),
+}
+FINAL = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
+CONCLUSIONS = frozenset({S.PASSED, S.FAILED, S.REFERRED})
+
+
+class InvalidAttemptState(VerificationError):
+    """A move the attempt's current state does not allow."""
+
+    def __init__(self, current: AttemptState, target: AttemptState) -> None:
+        super().__init__(f'Cannot move to "{target}" in attempt state "{current}"')
+        self.current = current
+        self.target = target
+
+
+def advance(current: AttemptState, target: AttemptState) -> AttemptState:
+    """``target`` if the transition table allows it; :class:`InvalidAttemptState` otherwise."""
+    if target not in TRANSITIONS[current]:
+        raise InvalidAttemptState(current, target)
+    return target
+
+
+class EventKind(StrEnum):
+    """Progress pushed to the customer's and the advisor's pages (and kept as evidence)."""
+
+    BASELINE_STARTED = "baseline_started"
+    CHALLENGE_SHOWN = "challenge_shown"
+    CHALLENGE_MET = "challenge_met"
+    CHALLENGE_TIMED_OUT = "challenge_timed_out"
+    WRONG_ACTION = "wrong_action"
+    BASELINE_TIMED_OUT = "baseline_timed_out"
+    FACE_LOST = "face_lost"
+    DECISION_TIMED_OUT = "decision_timed_out"
+    ANALYSING = "analysing"
+    CONCLUDED = "concluded"
+    ABORTED = "aborted"
+
+
+_CHALLENGE_EVENTS = frozenset(
+    {
+        EventKind.CHALLENGE_SHOWN,
+        EventKind.CHALLENGE_MET,
+        EventKind.CHALLENGE_TIMED_OUT,
+        EventKind.WRONG_ACTION,
+        EventKind.FACE_LOST,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressEvent:
+    """Something the UI shows and the evidence timeline records."""
+
+    t: float
+    kind: EventKind
+    state: AttemptState
+    index: int | None = None  # challenge index, when about a challenge
+    action: Action | None = None
+    total: int = 0  # number of challenges in the plan (for "2 of 3")
+    detail: str = ""  # a reason code, or the action that was detected
+
+
+@dataclass(frozen=True, slots=True)
+class FrameObservation:
+    """What the engine saw in one analysed frame (``landmarks68=None``: no face)."""
+
+    width: int
+    height: int
+    landmarks68: Points | None = field(default=None, repr=False)
+    box: Box | None = None
+    embedding: Vector | None = field(default=None, repr=False)
+    frame_hash: str | None = None
+    pad_score: float | None = None
+    quality: float | None = None  # engine's sharpness/quality score, to pick the best frames
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"frame size must be positive, got {self.width}×{self.height}")
+        if self.landmarks68 is not None and self.landmarks68.shape != (68, 2):
+            raise ValueError(f"landmarks68 must be (68, 2), got {self.landmarks68.shape}")
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptConfig:
+    """Timing rules of an attempt (seconds)."""
+
+    baseline_frames: int = 5
+    baseline_timeout: float = 6.0
+    max_face_gap: float = 1.0
+    analysing_timeout: float = 5.0
+    strict_order: bool = True  # a conflicting action before the asked one fails the challenge
+    detectors: DetectorConfig = field(default_factory=DetectorConfig)
+
+    def __post_init__(self) -> None:
+        if self.baseline_frames < 1:
+            raise ValueError("baseline_frames must be at least 1")
+        if min(self.baseline_timeout, self.max_face_gap, self.analysing_timeout) <= 0:
+            raise ValueError("timeouts must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeOutcome:
+    """One challenge of the plan: when it was shown and when (and how) it was met."""
+
+    index: int
+    action: Action
+    shown_at: float | None
+    met_at: float | None
+    detection: Detection | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One analysed frame kept for the passive checks and evidence."""
+
+    t: float
+    observation: FrameObservation = field(repr=False)
+    measures: FrameMeasures | None
+    relative: Relative | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """Everything the decision and the evidence need, frozen at the time it was read."""
+
+    nonce: str
+    state: AttemptState
+    reason: str | None  # e.g. "liveness.challenge_timeout" when the attempt did not get through
+    started_at: float | None
+    ended_at: float | None
+    baseline: Baseline | None
+    challenges: tuple[ChallengeOutcome, ...]
+    events: tuple[ProgressEvent, ...]
+    samples: tuple[Sample, ...] = field(repr=False)
+
+    @property
+    def liveness_passed(self) -> bool:
+        """Every challenge met in order (the active part is done)."""
+        return all(c.met_at is not None for c in self.challenges)
+
+
+class Attempt:
+    """Drives one attempt: feed ``observe(t, frame)`` in time order, ``tick(t)`` on a timer."""
+
+    def __init__(self, plan: ChallengePlan, config: AttemptConfig | None = None) -> None:
+        self.plan = plan
+        self.config = config or AttemptConfig()
+        self._state = S.CREATED
+        self._index = 0
+        self._reason: str | None = None
+        self._started: float | None = None
+        self._ended: float | None = None
+        self._since: float = 0.0  # when the current state was entered
+        self._last_t: float | None = None
+        self._last_face: float | None = None
+        self._baseline: Baseline | None = None
+        self._pending: list[FrameMeasures] = []
+        self._window: list[Relative] = []
+        self._shown: dict[int, float] = {}
+        self._met: dict[int, Detection] = {}
+        self._events: list[ProgressEvent] = []
+        self._samples: list[Sample] = []
+
+    @property
+    def state(self) -> AttemptState:
+        """The current state."""
+        return self._state
+
+    @property
+    def current(self) -> tuple[int, Action] | None:
+        """``(index, action)`` of the challenge on screen, if any."""
+        if self._state is not S.CHALLENGE:
+            return None
+        return self._index, self.plan.challenges[self._index].action
+
+    @property
+    def events(self) -> tuple[ProgressEvent, ...]:
+        """Every event so far, in order."""
+        return tuple(self._events)
+
+    def start(self, t: float) -> list[ProgressEvent]:
+        """Begin collecting the neutral baseline."""
+        mark = len(self._events)
+        self._move(S.BASELINE, t)
+        self._started = t
+        self._emit(t, EventKind.BASELINE_STARTED)
+        return self._events[mark:]
+
+    def observe(self, t: float, frame: FrameObservation) -> list[ProgressEvent]:
+        """Feed one analysed frame; returns the events it caused."""
+        mark = len(self._events)
+        if self._last_t is not None and t <= self._last_t:
+            logger.debug("dropping out-of-order frame at %s (last %s)", t, self._last_t)
+            return []
+        self._last_t = t
+        self._check_timeouts(t)
+        if self._state not in (S.BASELINE, S.CHALLENGE):
+            return self._events[mark:]
+        measures = None
+        if frame.landmarks68 is not None:
+            measures = measure(frame.landmarks68, frame.width, frame.height)
+            self._last_face = t
+        rel = relative(t, measures, self._baseline) if measures and self._baseline else None
+        self._samples.append(Sample(t, frame, measures, rel))
+        if measures is not None and self._state is S.BASELINE:
+            self._collect_baseline(t, measures)
+        elif rel is not None and self._state is S.CHALLENGE:
+            self._window.append(rel)
+            self._judge(t)
+        return self._events[mark:]
+
+    def tick(self, t: float) -> list[ProgressEvent]:
+        """Apply timeouts at time ``t`` (call it when frames stop coming, e.g. every 0.5 s)."""
+        mark = len(self._events)
+        if self._last_t is None or t > self._last_t:
+            self._check_timeouts(t)
+        return self._events[mark:]
+
+    def abort(self, t: float, reason: str = "attempt.aborted") -> list[ProgressEvent]:
+        """Stop the attempt (advisor cancelled, call ended)."""
+        mark = len(self._events)
+        self._finish(S.ABORTED, t, reason, EventKind.ABORTED)
+        return self._events[mark:]
+
+    def conclude(self, t: float, outcome: AttemptState, reason: str = "") -> list[ProgressEvent]:
+        """Record the decision: ``outcome`` is PASSED, FAILED or REFERRED."""
+        if outcome not in CONCLUSIONS:
+            raise ValueError(f"an attempt concludes as passed, failed or referred, not {outcome}")
+        mark = len(self._events)
+        self._finish(outcome, t, reason or None, EventKind.CONCLUDED)
+        return self._events[mark:]
+
+    def result(self) -> AttemptResult:
+        """A frozen snapshot (read it in ANALYSING to decide, or at the end for evidence)."""
+        outcomes = tuple(
+            ChallengeOutcome(
+                index=i,
+                action=c.action,
+                shown_at=self._shown.get(i),
+                met_at=self._met[i].end if i in self._met else None,
+                detection=self._met.get(i),
+            )
+            for i, c in enumerate(self.plan.challenges)
+        )
+        return AttemptResult(
+            nonce=self.plan.nonce,
+            state=self._state,
+            reason=self._reason,
+            started_at=self._started,
+            ended_at=self._ended,
+            baseline=self._baseline,
+            challenges=outcomes,
+            events=tuple(self._events),
+            samples=tuple(self._samples),
+        )
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _move(self, target: AttemptState, t: float) -> None:
+        self._state = advance(self._state, target)
+        self._since = t
+
+    def _emit(self, t: float, kind: EventKind, detail: str = "") -> None:
+        index = action = None
+        if kind in _CHALLENGE_EVENTS:
+            index, action = self._index, self.plan.challenges[self._index].action
+        total = len(self.plan.challenges)
+        event = ProgressEvent(t, kind, self._state, index, action, total, detail)
+        self._events.append(event)
+        logger.debug("attempt %s: %s", self.plan.nonce[:6], event)
+
+    def _finish(self, target: AttemptState, t: float, reason: str | None, kind: EventKind) -> None:
+        self._move(target, t)
+        self._reason = reason
+        self._ended = t
+        self._emit(t, kind, reason or "")
+
+    def _collect_baseline(self, t: float, measures: FrameMeasures) -> None:
+        self._pending.append(measures)
+        if len(self._pending) >= self.config.baseline_frames:
+            self._baseline = Baseline.from_frames(self._pending)
+            self._show(0, t)
+
+    def _show(self, index: int, t: float) -> None:
+        self._move(S.CHALLENGE, t)
+        self._index = index
+        self._shown[index] = t
+        self._window = []
+        self._emit(t, EventKind.CHALLENGE_SHOWN)
+
+    def _judge(self, t: float) -> None:
+        action = self.plan.challenges[self._index].action
+        cfg = self.config.detectors
+        hit = detect(action, self._window, cfg)
+        if self.config.strict_order:
+            bad = [d for d in detect_all(self._window, cfg) if d.action in conflicts(action)]
+            if bad and (hit is None or bad[0].end < hit.end):
+                logger.info("attempt %s: %s before %s", self.plan.nonce[:6], bad[0].action, action)
+                self._finish(S.FAILED, t, "liveness.wrong_action", EventKind.WRONG_ACTION)
+                return
+        if hit is None:
+            return
+        self._met[self._index] = hit
+        self._emit(t, EventKind.CHALLENGE_MET, hit.action.value)
+        if self._index + 1 < len(self.plan.challenges):
+            self._show(self._index + 1, t)
+        else:
+            self._move(S.ANALYSING, t)
+            self._emit(t, EventKind.ANALYSING)
+
+    def _check_timeouts(self, t: float) -> None:
+        cfg = self.config
+        if self._state is S.BASELINE and t - self._since > cfg.baseline_timeout:
+            self._finish(S.TIMED_OUT, t, "liveness.baseline_timeout", EventKind.BASELINE_TIMED_OUT)
+        elif self._state is S.CHALLENGE:
+            last_face = max(self._last_face or self._since, self._since)
+            if t - last_face > cfg.max_face_gap:
+                self._finish(S.FAILED, t, "liveness.face_lost", EventKind.FACE_LOST)
+            elif t - self._since > self.plan.challenges[self._index].time_limit:
+                self._finish(
+                    S.TIMED_OUT, t, "liveness.challenge_timeout", EventKind.CHALLENGE_TIMED_OUT
+                )
+        elif self._state is S.ANALYSING and t - self._since > cfg.analysing_timeout:
+            self._finish(S.TIMED_OUT, t, "liveness.decision_timeout", EventKind.DECISION_TIMED_OUT)

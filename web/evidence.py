@@ -1,0 +1,60 @@
+"""Verification evidence for staff: the attempt's best frame and the reference crop."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy import select
+
+from store.errors import BlobNotFound
+from store.models import VerificationAttempt
+from web.keys import BANKING, BLOBS, DB, ENGINE
+from web.middleware import json_error
+from web.pages import current_staff
+
+routes = web.RouteTableDef()
+REVIEW_ROLES = frozenset({"advisor", "supervisor", "auditor"})
+
+
+async def _attempt(request: web.Request) -> VerificationAttempt:
+    staff = await current_staff(request, REVIEW_ROLES)
+    async with request.app[DB].session() as s:
+        row = await s.scalar(
+            select(VerificationAttempt).where(
+                VerificationAttempt.public_id == request.match_info["attempt_id"]
+            )
+        )
+    if row is None:
+        raise web.HTTPNotFound(text="no such attempt")
+    if staff.role == "advisor" and row.advisor_id != staff.id:
+        raise web.HTTPForbidden(text="this attempt belongs to another advisor's call")
+    return row
+
+
+def _jpeg(data: bytes) -> web.Response:
+    return web.Response(
+        body=data, content_type="image/jpeg", headers={"Cache-Control": "private, no-store"}
+    )
+
+
+@routes.get("/staff/verification/{attempt_id}/best.jpg")
+async def best_frame(request: web.Request) -> web.StreamResponse:
+    """The best frame of the attempt (staff only)."""
+    row = await _attempt(request)
+    if row.best_frame_blob_key is None:
+        return json_error(404, "no_frame", "the attempt kept no frame")
+    try:
+        return _jpeg(await request.app[BLOBS].get(row.best_frame_blob_key))
+    except BlobNotFound:
+        return json_error(404, "no_frame", "the frame is missing from the blob store")
+
+
+@routes.get("/staff/verification/{attempt_id}/reference.jpg")
+async def reference(request: web.Request) -> web.StreamResponse:
+    """The face crop of the customer's reference photo (staff only)."""
+    row = await _attempt(request)
+    engine = request.app.get(ENGINE)
+    model_key = engine.models.get("embedder", "") if engine is not None else ""
+    template = await request.app[BANKING].reference_template(row.customer_id, model_key)
+    if template is None or not template.crop_jpeg:
+        return json_error(404, "no_reference", "no reference crop for this customer")
+    return _jpeg(template.crop_jpeg)
