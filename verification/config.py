@@ -41,6 +41,7 @@ class VerificationConfig:
     workers: int = 1  # 0: no verification on this node (attempts are refused)
     sample_fps: float = 10.0
     challenges: int = 3
+    challenge_seconds: float = 8.0  # time limit of each challenge
     vocabulary: tuple[str, ...] = ()  # empty: every action; tests restrict it to a clip's actions
     max_attempts_per_case: int = 3
     lock_after_failures: int = 5
