@@ -28,7 +28,7 @@ from media.tap import TappedFrame, tap_or_idle
 from signaling.messages import VerifyProgress, VerifyResult, VerifyStarted
 from store.blobs import BlobStore
 from verification import passive
-from verification.attempt import Attempt, AttemptState, FrameObservation
+from verification.attempt import FINAL, Attempt, AttemptState, FrameObservation
 from verification.challenges import Action, draw_challenges
 from verification.config import VerificationConfig
 from verification.decision import Decision, MatchInput, decide
@@ -90,6 +90,7 @@ class _Running:
     hashes: list[str] = field(default_factory=list)
     guidance: str | None = None
     camera_label: str | None = None
+    concluded: bool = False  # its outcome is stored and sent
 
 
 def _frame_hash(image: Image) -> str:
@@ -211,6 +212,9 @@ class VerifyDesk:
         run.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await run.task
+        if not run.concluded:  # cancelled before it ever ran
+            self._running.pop(case_public_id, None)
+            await self._aborted(run)
 
     async def shutdown(self) -> None:
         """Stop every attempt."""
@@ -228,12 +232,14 @@ class VerifyDesk:
             decision = await self._decide(run, loop)
             await self._finish(run, decision, loop)
         except asyncio.CancelledError:
-            run.attempt.abort(loop.time())
+            if run.attempt.state not in FINAL:
+                run.attempt.abort(loop.time())
             await asyncio.shield(self._aborted(run))
             raise
         except Exception:
             log.exception("verification failed", extra={"case_id": run.target.case_public_id})
-            run.attempt.abort(loop.time(), "attempt.internal_error")
+            if run.attempt.state not in FINAL:
+                run.attempt.abort(loop.time(), "attempt.internal_error")
             await self._aborted(run)
         finally:
             self._running.pop(run.target.case_public_id, None)
@@ -384,6 +390,9 @@ class VerifyDesk:
             )
 
     async def _aborted(self, run: _Running) -> None:
+        if run.concluded:
+            return
+        run.concluded = True
         await self.attempts.finish(run.attempt_id, Finished("aborted", ("attempt.aborted",)))
         self._send(
             run.target.case_public_id,
