@@ -155,3 +155,15 @@ def test_negotiate(accept: str | None, cookie: str | None, expected: str) -> Non
 def test_negotiate_uses_the_default() -> None:
     assert negotiate("de", None, "en") == "en"
     assert negotiate(None, None, "xx") == "zh-CN"
+
+
+def test_every_quality_instruction_and_challenge_has_a_text_in_both_languages() -> None:
+    from verification.challenges import Action
+    from verification.quality import QualityIssue
+
+    catalog = Catalog()
+    keys = [issue.message_key for issue in QualityIssue]
+    keys += [f"verify.challenge.{action.value}" for action in Action]
+    for lang in ("zh-CN", "en"):
+        missing = [k for k in keys if not catalog.has(lang, k)]
+        assert missing == [], f"{lang}: {missing}"

@@ -11,10 +11,11 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
+from signaling.messages import VerifyResult
 from store.models import Case, ChatMessage
 from tests.store.test_postgres import reset_schema
 from tests.web.conftest import World, consent, identify, login, make_settings, running_world
-from web.keys import DB
+from web.keys import DB, DESK
 
 TIMEOUT = 5.0
 
@@ -266,3 +267,47 @@ async def test_a_flood_of_messages_is_throttled_with_a_code(world: World) -> Non
     await asyncio.sleep(1.0)  # the bucket refills: the socket is usable again
     await ws.send_json({"type": "ping"})
     await receive(ws, "pong")
+
+
+async def _in_call(world: World) -> tuple[Any, Any, str]:
+    _, adv = await advisor_socket(world)
+    await adv.send_json({"type": "presence.set", "status": "available"})
+    _, cust = await customer_socket(world)
+    await cust.send_json({"type": "queue.join"})
+    snapshot = await receive(adv, "queue.snapshot")
+    while not snapshot["entries"]:
+        snapshot = await receive(adv, "queue.snapshot")
+    case_id = snapshot["entries"][0]["case_id"]
+    await adv.send_json({"type": "queue.accept", "case_id": case_id})
+    await receive(cust, "call.started")
+    return adv, cust, case_id
+
+
+async def test_verification_messages_respect_roles(world: World) -> None:
+    adv, cust, _ = await _in_call(world)
+    assert (await _error(cust, '{"type": "verify.start"}'))["code"] == "forbidden"
+    # This node runs without face workers: the advisor is told, not left waiting.
+    assert (await _error(adv, '{"type": "verify.start"}'))["code"] == "verify_unavailable"
+    await cust.send_json({"type": "device.info", "camera_label": "FaceTime HD Camera"})
+    await cust.send_json({"type": "ping"})
+    await receive(cust, "pong")  # device.info was taken without an error
+
+
+async def test_the_customer_never_receives_scores_reasons_or_images(world: World) -> None:
+    adv, cust, case_id = await _in_call(world)
+    result = VerifyResult(
+        attempt_id="a1",
+        outcome="refer",
+        reasons=["match.borderline"],
+        scores={"match": 0.51},
+        best_frame_url="/staff/verification/a1/best.jpg",
+        reference_url="/staff/verification/a1/reference.jpg",
+        attempts_left=2,
+    )
+    world.app[DESK].send_verify(case_id, result)
+    staff_copy = await receive(adv, "verify.result")
+    customer_copy = await receive(cust, "verify.result")
+    assert staff_copy["scores"] == {"match": 0.51} and staff_copy["best_frame_url"]
+    assert customer_copy["outcome"] == "refer"
+    assert customer_copy["scores"] == {} and customer_copy["reasons"] == []
+    assert customer_copy["best_frame_url"] is None and customer_copy["reference_url"] is None
