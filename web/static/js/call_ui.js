@@ -94,9 +94,17 @@ export class CallUI {
     });
     try {
       await this.rtc.start();
+      if (this.role === "customer") this.reportCamera();
     } catch (err) {
       this.showMediaError(err);
     }
+  }
+
+  /** Tell the server the camera's name: a virtual camera is a (weak) sign of injected video. */
+  reportCamera() {
+    const track = this.rtc && this.rtc.stream && this.rtc.stream.getVideoTracks()[0];
+    const label = track ? track.label.slice(0, 200) : "";
+    this.socket.send({ type: "device.info", camera_label: label });
   }
 
   showMediaError(err) {
