@@ -44,7 +44,7 @@ from web.keys import (
     SESSIONS,
     SETTINGS,
 )
-from web.render import STATIC_PREFIX, make_environment
+from web.render import STATIC_PREFIX, compile_all, make_environment
 from web.sessions import SessionStore
 from web.settings import Settings, check_supported
 from web.ws import websocket
@@ -67,6 +67,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[INTAKE] = Intake(app[BANKING], cases, limiter)
     app[SESSIONS] = SessionStore(db, timedelta(hours=settings.web.session_hours))
     await ensure_consent_texts(db)
+    # Compiling templates takes a while: do it now, off the loop, not on a customer's request.
+    await asyncio.to_thread(compile_all, app[JINJA])
     recovered = await cases.recover()
     if recovered:
         log.info("closed %d cases left open by an earlier run", recovered)

@@ -23,6 +23,14 @@ def make_environment() -> jinja2.Environment:
     )
 
 
+def compile_all(env: jinja2.Environment) -> int:
+    """Load (compile) every template once; CPU work, so call it in a thread at start-up."""
+    names = env.list_templates(extensions=["html"])
+    for name in names:
+        env.get_template(name)
+    return len(names)
+
+
 def static_url(name: str) -> str:
     """URL of a file under ``web/static``."""
     return STATIC_PREFIX + name.lstrip("/")

@@ -49,6 +49,20 @@ async def advisor_socket(world: World) -> tuple[TestClient, Any]:  # type: ignor
     return client, ws
 
 
+async def _in_call(world: World) -> tuple[Any, Any, str]:
+    _, adv = await advisor_socket(world)
+    await adv.send_json({"type": "presence.set", "status": "available"})
+    _, cust = await customer_socket(world)
+    await cust.send_json({"type": "queue.join"})
+    snapshot = await receive(adv, "queue.snapshot")
+    while not snapshot["entries"]:
+        snapshot = await receive(adv, "queue.snapshot")
+    case_id = snapshot["entries"][0]["case_id"]
+    await adv.send_json({"type": "queue.accept", "case_id": case_id})
+    await receive(cust, "call.started")
+    return adv, cust, case_id
+
+
 async def test_queue_accept_chat_hangup(world: World) -> None:
     await _journey(world)
 
@@ -167,15 +181,7 @@ async def test_advisor_cannot_use_customer_actions_or_accept_when_away(world: Wo
 
 
 async def test_garbage_sdp_is_refused_and_call_goes_on(world: World) -> None:
-    _, adv = await advisor_socket(world)
-    await adv.send_json({"type": "presence.set", "status": "available"})
-    _, cust = await customer_socket(world)
-    await cust.send_json({"type": "queue.join"})
-    snapshot = await receive(adv, "queue.snapshot")
-    while not snapshot["entries"]:
-        snapshot = await receive(adv, "queue.snapshot")
-    await adv.send_json({"type": "queue.accept", "case_id": snapshot["entries"][0]["case_id"]})
-    await receive(cust, "call.started")
+    adv, cust, _ = await _in_call(world)
     err = await _error(cust, '{"type": "webrtc.offer", "sdp": "hello"}')
     assert err["code"] == "invalid_message"
     await cust.send_json({"type": "chat.send", "text": "still here"})
@@ -215,30 +221,14 @@ async def test_reload_keeps_the_place_and_leaving_for_good_frees_it(world: World
 
 
 async def test_advisor_who_drops_mid_call_ends_it_for_the_customer(world: World) -> None:
-    _, adv = await advisor_socket(world)
-    await adv.send_json({"type": "presence.set", "status": "available"})
-    _, cust = await customer_socket(world)
-    await cust.send_json({"type": "queue.join"})
-    snapshot = await receive(adv, "queue.snapshot")
-    while not snapshot["entries"]:
-        snapshot = await receive(adv, "queue.snapshot")
-    await adv.send_json({"type": "queue.accept", "case_id": snapshot["entries"][0]["case_id"]})
-    await receive(cust, "call.started")
+    adv, cust, _ = await _in_call(world)
     await adv.close()
     ended = await receive(cust, "call.ended")
     assert ended["ended_by"] == "system" and ended["reason"] == "advisor_disconnected"
 
 
 async def test_shutdown_tells_both_sides_then_closes_their_sockets(world: World) -> None:
-    _, adv = await advisor_socket(world)
-    await adv.send_json({"type": "presence.set", "status": "available"})
-    _, cust = await customer_socket(world)
-    await cust.send_json({"type": "queue.join"})
-    snapshot = await receive(adv, "queue.snapshot")
-    while not snapshot["entries"]:
-        snapshot = await receive(adv, "queue.snapshot")
-    await adv.send_json({"type": "queue.accept", "case_id": snapshot["entries"][0]["case_id"]})
-    await receive(cust, "call.started")
+    adv, cust, _ = await _in_call(world)
     closing = asyncio.create_task(world.server.close())
     for ws in (adv, cust):
         ended = await receive(ws, "call.ended")
@@ -267,20 +257,6 @@ async def test_a_flood_of_messages_is_throttled_with_a_code(world: World) -> Non
     await asyncio.sleep(1.0)  # the bucket refills: the socket is usable again
     await ws.send_json({"type": "ping"})
     await receive(ws, "pong")
-
-
-async def _in_call(world: World) -> tuple[Any, Any, str]:
-    _, adv = await advisor_socket(world)
-    await adv.send_json({"type": "presence.set", "status": "available"})
-    _, cust = await customer_socket(world)
-    await cust.send_json({"type": "queue.join"})
-    snapshot = await receive(adv, "queue.snapshot")
-    while not snapshot["entries"]:
-        snapshot = await receive(adv, "queue.snapshot")
-    case_id = snapshot["entries"][0]["case_id"]
-    await adv.send_json({"type": "queue.accept", "case_id": case_id})
-    await receive(cust, "call.started")
-    return adv, cust, case_id
 
 
 async def test_verification_messages_respect_roles(world: World) -> None:
