@@ -24,7 +24,6 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip wheel "setuptools<81"
 	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps "face_recognition==1.3.0"
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
