@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from verification.evaluation.calibrate import write_thresholds
+from verification.evaluation.policy_update import update_policy
 from verification.evaluation.matching import (
     FAILED_SCORE,
     Pair,
@@ -259,6 +260,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["plots"] = _plot(scores, genuine, args.out)
     if args.calibrate is not None:
         report["calibration"] = _calibrate(args, views, scores, genuine)
+    if args.write_policy is not None:
+        by_model = {
+            views[c].embedder.info.key: (scores[c][genuine], scores[c][~genuine])
+            for c in args.calibrate_configs
+        }
+        written = update_policy(args.write_policy, by_model, PAIRS)
+        report["policy"] = {"file": str(args.write_policy), "version": written["version"]}
     return report
 
 
@@ -314,6 +322,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--calibrate", type=Path, default=None, help="thresholds JSON to write")
     parser.add_argument("--target-fmr", type=float, default=0.001)
+    parser.add_argument(
+        "--write-policy",
+        type=Path,
+        default=None,
+        help="policy file whose thresholds to set at each service's FMR (e.g. verification/policy.json)",
+    )
     parser.add_argument(
         "--calibrate-configs", nargs="+", default=["dlib@dlib", "mobilefacenet@yunet"]
     )
