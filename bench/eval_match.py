@@ -36,7 +36,6 @@ import numpy as np
 import numpy.typing as npt
 
 from verification.evaluation.calibrate import write_thresholds
-from verification.evaluation.policy_update import update_policy
 from verification.evaluation.matching import (
     FAILED_SCORE,
     Pair,
@@ -56,6 +55,7 @@ from verification.evaluation.metrics import (
     operating_point,
     threshold_at_fmr,
 )
+from verification.evaluation.policy_update import update_policy
 from verification.types import Face, FaceDetector, FaceEmbedder, Image, Vector
 
 logger = logging.getLogger("bench.eval_match")
@@ -326,7 +326,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--write-policy",
         type=Path,
         default=None,
-        help="policy file whose thresholds to set at each service's FMR (e.g. verification/policy.json)",
+        help="policy file to set thresholds in, at each service's FMR",
     )
     parser.add_argument(
         "--calibrate-configs", nargs="+", default=["dlib@dlib", "mobilefacenet@yunet"]
