@@ -1,26 +1,34 @@
 """Benchmark: liveness and match decisions of simulated attempts, genuine and attacks.
 
 For every person of ``verification.evaluation.attacks.PEOPLE`` (enrolled with their photo: a
-frame of their clip), ``--attempts`` attempts of each presentation run through the real engine
-and attempt state machine (``verification.evaluation.simulator``) with challenges drawn from
-what the person's clip contains:
+frame of their clip), ``--attempts`` attempts of each presentation run through the real engine,
+attempt state machine and the server's decision (``verification.verdict``: best frames embedded
+and matched, passive checks, PAD when ``--models`` holds MiniFASNet, ``decision.decide`` with
+the policy) in ``verification.evaluation.simulator``, with challenges drawn from what the
+presenting person's clip contains:
 
 * ``genuine`` — the person answers each challenge with a real segment of their clip;
 * ``photo_still`` — their photo held still; ``photo_moved`` — moved as a flat sheet;
 * ``replay`` — their clip replayed from the start, looping, ignoring the challenges;
-* ``other_person`` — another person of ``PEOPLE`` answering the challenges correctly;
+* ``other_person`` — another person of ``PEOPLE`` answering the challenges correctly (drawn from
+  what *that* person can do), checked against the first person's reference;
 * ``screen_photo`` — ``image_F2.jpg`` (a face on a tablet) enrolled and presented.
 
-Prints one JSON object: APCER per attack type and BPCER with their counts, median time for a
-genuine customer to meet three challenges, decision latency after the last challenge.
-Deterministic for a given ``--seed``. Usage: ``python bench/eval_liveness.py --attempts 5``.
+Prints one JSON object: APCER per attack type and BPCER with their counts, what stopped each
+attack (reason codes; "timeout only" when nothing but a challenge timeout did), median time for
+a genuine customer to meet three challenges, decision latency after the last challenge (split
+into scoring the best frames and the checks). Deterministic for a given ``--seed`` whatever
+``--jobs``: every attempt has its own seeded generator.
+Usage: ``python bench/eval_liveness.py --attempts 10 --jobs 2``.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import logging
+import multiprocessing
 import os
 import random
 import statistics
@@ -48,93 +56,176 @@ from verification.evaluation.attacks import (
 )
 from verification.evaluation.metrics import apcer_per_type, bpcer
 from verification.evaluation.simulator import AttemptOutcome, simulate
+from verification.policy import load_policy
 
 logger = logging.getLogger("bench.eval_liveness")
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SCREEN = "presentation_attack/silent_face/image_F2.jpg"
-DLIB_THRESHOLD = 0.4  # 1 − dlib's tolerance 0.6; use --threshold for a calibrated one
+KINDS = ("genuine", "photo_still", "photo_moved", "replay", "other_person", "screen_photo")
+PASSIVE = ("liveness.planar_motion", "liveness.frozen", "identity.changed", "pad.spoof")
 
 
-def _presenters(
-    who: Person, clips: dict[str, Clip], screen: Any, rng: random.Random, size: tuple[int, int]
-) -> list[tuple[Presenter, str]]:
-    """(presenter, whose reference it is checked against) for every presentation kind."""
+def _other(who: Person) -> Person:
+    return next(p for p in PEOPLE if p.name != who.name)
+
+
+def _presenter(
+    kind: str, who: Person, clips: dict[str, Clip], screen: Any, rng: random.Random, size: Any
+) -> tuple[Presenter, str, Person]:
+    """(presenter, whose reference it is checked against, who chooses the challenges)."""
     clip = clips[who.name]
     photo = photo_of(who, clip)
-    other = next(p for p in PEOPLE if p.name != who.name)
-    return [
-        (GenuinePresenter(who, clip, rng), who.name),
-        (StillPhoto(photo, rng, size=size), who.name),
-        (MovedSheet(photo, rng, size=size), who.name),
-        (ClipReplay(clip, rng), who.name),
-        (GenuinePresenter(other, clips[other.name], rng, kind="other_person"), who.name),
-        (StillPhoto(screen, rng, kind="screen_photo", tremor=2.0, size=size), "screen"),
-    ]
+    if kind == "genuine":
+        return GenuinePresenter(who, clip, rng), who.name, who
+    if kind == "photo_still":
+        return StillPhoto(photo, rng, size=size), who.name, who
+    if kind == "photo_moved":
+        return MovedSheet(photo, rng, size=size), who.name, who
+    if kind == "replay":
+        return ClipReplay(clip, rng), who.name, who
+    if kind == "other_person":
+        other = _other(who)
+        presenter = GenuinePresenter(other, clips[other.name], rng, kind="other_person")
+        return presenter, who.name, other
+    if kind == "screen_photo":
+        return StillPhoto(screen, rng, kind=kind, tremor=2.0, size=size), "screen", who
+    raise ValueError(kind)
 
 
-def _vocabulary(who: Person) -> list[Action]:
-    other = next(p for p in PEOPLE if p.name != who.name)
-    common = [a for a in who.vocabulary if a in other.vocabulary]
-    return [Action(a) for a in (common if len(common) >= 2 else who.vocabulary)]
+_STATE: dict[str, Any] = {}
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Enrol, simulate and summarise (see the module docstring)."""
-    rng = random.Random(args.seed)
+def _init(args: argparse.Namespace) -> None:
+    """Load the engine, clips and references once per worker process."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     size = (args.width, args.height)
-    engine: FaceEngine = build_engine("dlib")
+    engine: FaceEngine = build_engine(args.backend, args.models)
     clips = {p.name: load_clip(args.data / p.clip, size) for p in PEOPLE}
     screen = read_photo(args.data / SCREEN)
     references: dict[str, Template] = {
         p.name: engine.enrol(encode_jpeg(photo_of(p, clips[p.name]))) for p in PEOPLE
     }
     references["screen"] = engine.enrol(encode_jpeg(screen))
-    outcomes: list[AttemptOutcome] = []
-    for who in PEOPLE:
-        vocabulary = _vocabulary(who)
-        for _ in range(args.attempts):
-            for presenter, ref in _presenters(who, clips, screen, rng, size):
-                outcome = simulate(
-                    engine,
-                    references[ref],
-                    presenter,
-                    vocabulary,
-                    rng,
-                    threshold=args.threshold,
-                    fps=args.fps,
-                )
-                logger.info("%s %s: %s %s", who.name, outcome.kind, outcome.state, outcome.reason)
-                outcomes.append(outcome)
-    return _summary(outcomes, args)
+    _STATE.update(
+        args=args,
+        engine=engine,
+        clips=clips,
+        screen=screen,
+        refs=references,
+        size=size,
+        policy=load_policy(args.policy),
+    )
 
 
-def _summary(outcomes: list[AttemptOutcome], args: argparse.Namespace) -> dict[str, Any]:
-    genuine = [o for o in outcomes if o.kind == "genuine"]
-    attacks = [(o.kind, o.accepted) for o in outcomes if o.kind != "genuine"]
-    times = [o.completed_at for o in genuine if o.completed_at is not None]
-    latency = [o.decision_ms for o in outcomes if o.decision_ms is not None]
+def _one(job: tuple[str, str, int]) -> dict[str, Any]:
+    """One attempt: (person, kind, index) with its own generator."""
+    name, kind, index = job
+    args = _STATE["args"]
+    who = next(p for p in PEOPLE if p.name == name)
+    rng = random.Random(f"{args.seed}:{name}:{kind}:{index}")
+    presenter, ref, chooser = _presenter(
+        kind, who, _STATE["clips"], _STATE["screen"], rng, _STATE["size"]
+    )
+    outcome: AttemptOutcome = simulate(
+        _STATE["engine"],
+        _STATE["refs"][ref],
+        presenter,
+        [Action(a) for a in chooser.vocabulary],
+        rng,
+        policy=_STATE["policy"],
+        service=args.service,
+        fps=args.fps,
+        keep=args.keep,
+    )
+    return {"person": name, **asdict(outcome)}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Simulate every (person, kind, attempt) and summarise (see the module docstring)."""
+    jobs = [(p.name, k, i) for i in range(args.attempts) for p in PEOPLE for k in KINDS]
+    if args.jobs > 1:
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(args.jobs, initializer=_init, initargs=(args,)) as pool:
+            rows = pool.map(_one, jobs, chunksize=1)
+    else:
+        _init(args)
+        rows = [_one(job) for job in jobs]
+    for row in rows:
+        logger.info("%s %s: %s %s", row["person"], row["kind"], row["outcome"], row["reasons"])
+    return _summary(rows, args)
+
+
+def _breakdown(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What stopped the attempts of one attack type."""
+    stopped = collections.Counter(",".join(r["stopped_by"]) or "nothing" for r in rows)
+    passive = sum(1 for r in rows if set(r["reasons"]) & set(PASSIVE))
+    timeout_only = sum(
+        1
+        for r in rows
+        if not r["accepted"] and set(r["stopped_by"]) <= {"liveness.challenge_timeout"}
+    )
+    return {
+        "stopped_by": dict(stopped.most_common()),
+        "with_a_passive_finding": passive,
+        "challenge_timeout_only": timeout_only,
+        "liveness_passed": sum(1 for r in rows if r["liveness_passed"]),
+    }
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    genuine = [r for r in rows if r["kind"] == "genuine"]
+    attacks = [(r["kind"], r["accepted"]) for r in rows if r["kind"] != "genuine"]
+    times = [r["completed_at"] for r in genuine if r["completed_at"] is not None]
+    latency = [r["decision_ms"] for r in rows if r["decision_ms"] is not None]
+    scoring = [r["scoring_ms"] for r in rows if r["decision_ms"] is not None]
     return {
         "seed": args.seed,
         "fps": args.fps,
         "frame_size": [args.width, args.height],
-        "match_threshold": args.threshold,
-        "decision": "stand-in: liveness passed and best-frame similarity >= threshold "
-        "(verification.decision not available yet)",
+        "backend": args.backend,
+        "pad_model": bool(args.models),
+        "service": args.service,
+        "policy_version": _STATE.get("policy").version
+        if _STATE.get("policy")
+        else load_policy(args.policy).version,
+        "decision": "verification.verdict (server's decision: best frames embedded, passive "
+        "checks, PAD if any, decision.decide with the policy)",
         "apcer": {k: v.as_dict() for k, v in apcer_per_type(attacks).items()},
-        "bpcer": bpcer([o.accepted for o in genuine]).as_dict(),
+        "bpcer": bpcer([r["accepted"] for r in genuine]).as_dict(),
+        "genuine_failures": dict(
+            collections.Counter(",".join(r["stopped_by"]) for r in genuine if not r["accepted"])
+        ),
+        "attacks_stopped_by": {
+            kind: _breakdown([r for r in rows if r["kind"] == kind]) for kind in KINDS[1:]
+        },
         "genuine_completion_s": {
             "median": statistics.median(times) if times else None,
+            "p90": _pct(times, 0.9),
             "completed": len(times),
             "attempts": len(genuine),
+            "measured_from": "first challenge shown to third challenge met",
         },
         "decision_latency_ms": {
             "median": statistics.median(latency) if latency else None,
+            "p95": _pct(latency, 0.95),
             "max": max(latency) if latency else None,
+            "scoring_median": statistics.median(scoring) if scoring else None,
             "count": len(latency),
+            "frames_embedded": args.keep,
         },
-        "attempts": [asdict(o) for o in outcomes] if args.verbose else None,
+        "genuine_match_scores": sorted(
+            round(r["match_score"], 3) for r in genuine if r["match_score"] is not None
+        ),
+        "attempts": rows if args.verbose else None,
     }
 
 
@@ -148,7 +239,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--threshold", type=float, default=DLIB_THRESHOLD)
+    parser.add_argument("--backend", default="dlib", choices=("dlib", "onnx", "fused"))
+    parser.add_argument("--models", type=Path, default=None, help="models folder (adds PAD)")
+    parser.add_argument("--policy", type=Path, default=None, help="default: the packaged one")
+    parser.add_argument("--service", default="pin_change")
+    parser.add_argument("--keep", type=int, default=3, help="best frames embedded")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--verbose", action="store_true", help="list every attempt")
     return parser.parse_args(argv)
 

@@ -122,13 +122,17 @@ def draw_challenges(
 class DetectorConfig:
     """Levels of each detector, relative to the customer's baseline (measured on real clips)."""
 
-    blink_closed: float = 0.65  # EAR / baseline at the bottom of the closure
+    # EAR / baseline at the bottom of the closure; at 10 fps a fast blink (eyes shut ~0.1 s,
+    # 0.45–0.6 of neutral) is often sampled on its edge: 0.66 measured on Katie Hill's blink.
+    blink_closed: float = 0.70
     blink_open: float = 0.80  # back above this = eyes open again
     blink_max_closed: float = 3.0  # seconds; longer is not a blink
     blink_max_yaw: float = 15.0  # EAR also drops when the head turns: ignore dips then
     turn_peak: float = 18.0  # degrees from baseline yaw
-    turn_hold: float = 12.0
-    turn_min_samples: int = 2
+    # dlib's yaw jitters by ±6° inside a real turn (d12: −17, −11, −21…): with a hold of 12°
+    # one turn split into two excursions and the second counted as a new (wrong) action.
+    turn_hold: float = 8.0
+    turn_min_samples: int = 2  # a blink jerks the pose for one frame
     mouth_peak: float = 0.30  # MAR above baseline
     mouth_hold: float = 0.20
     mouth_min_duration: float = 0.25  # seconds: talking opens the mouth for less

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
+from dataclasses import astuple
 from pathlib import Path
 
 import cv2
@@ -59,13 +60,18 @@ def test_genuine_segments_contain_their_action_per_frame_metrics(
             # MediaPipe's yaw sign is opposite to verification.measures': + is the subject's right.
             yaw = [r["yaw_deg"] - yaw0 for r in seg]
             if action == "blink":
-                assert min(r["ear"] for r in seg) < 0.65 * ear0
+                # MediaPipe under-reads Katie Hill's quick blink (0.76 of neutral); dlib reads
+                # 0.44–0.58 and the frames at 4.48–4.56 s show shut eyes (dlib test below).
+                assert min(r["ear"] for r in seg) < 0.8 * ear0
             elif action == "open_mouth":
                 assert max(r["mar"] for r in seg) > 0.35
             elif action == "turn_right":
                 assert max(yaw) > 20
             elif action == "turn_left":
                 assert min(yaw) < -20
+            elif action == "smile":
+                smile0 = float(np.median([r["mouth_width_over_iod"] for r in neutral]))
+                assert max(r["mouth_width_over_iod"] for r in seg) > 1.15 * smile0
             else:
                 pytest.fail(f"no check for {action}")
             # Each segment starts near neutral (no cut into the middle of a movement).
@@ -89,6 +95,16 @@ def test_turn_segments_have_the_right_direction_with_dlib_landmarks(shared_data:
 
     base = yaw(who.neutral.start)
     right, left = who.actions["turn_right"][0], who.actions["turn_left"][0]
+
+    def ear(t: float) -> float:
+        image = clip.at(t)
+        faces = detector.detect(image)
+        assert faces and faces[0].landmarks68 is not None, t
+        return measure(faces[0].landmarks68, image.shape[1], image.shape[0]).ear
+
+    blink = who.actions["blink"][0]
+    open_ear = float(np.median([ear(t) for t in np.arange(*astuple(who.neutral), 0.12)]))
+    assert min(ear(t) for t in np.arange(blink.start, blink.end, 0.04)) < 0.65 * open_ear
     assert min(yaw(t) for t in np.arange(right.start, right.end, 0.3)) < base - 15
     assert max(yaw(t) for t in np.arange(left.start, left.end, 0.2)) > base + 15
 
@@ -180,8 +196,6 @@ def test_attacks_end_to_end_through_engine_and_attempt_are_not_accepted(
     ]
     vocabulary = [Action(a) for a in who.vocabulary]
     for presenter in presenters:
-        outcome = simulate(
-            engine, reference, presenter, vocabulary, rng, threshold=0.4, fps=5, max_seconds=20
-        )
+        outcome = simulate(engine, reference, presenter, vocabulary, rng, fps=5, max_seconds=20)
         assert not outcome.accepted, outcome
         assert outcome.frames > 0

@@ -43,6 +43,7 @@ CAMERA_SIZE = (640, 480)  # width, height
 BACKGROUND = 118  # grey wall behind the presented material
 SENSOR_NOISE = 1.5  # standard deviation of the sensor noise, grey levels
 REACTION = (0.5, 1.5)  # seconds between a prompt and the start of the customer's movement
+SETTLE = (0.1, 0.4)  # seconds at neutral between finishing one movement and starting the next
 Homography = npt.NDArray[np.float64]
 
 
@@ -96,13 +97,15 @@ PEOPLE: tuple[Person, ...] = (
         name="liveportrait-d12",
         clip="liveness_video/liveportrait/d12.mp4",
         photo_t=0.0,
+        # He talks while "neutral" (an "oh" at 0.24 s throws dlib's yaw to +19° for 0.1 s): a
+        # real person waiting for an instruction, kept on purpose.
         neutral=Segment(0.0, 0.56),
         actions={
-            # MediaPipe yaw −26° but dlib only ≈ +10°: a marginal turn (its blink at 1.9 s is
-            # inside the turn, so this clip offers no clean blink).
-            "turn_left": (Segment(1.1, 2.1),),
-            "turn_right": (Segment(2.9, 3.9),),  # dlib yaw ≈ −20°
-            "open_mouth": (Segment(4.5, 5.4),),  # MAR ≈ 0.7
+            # His left turn (1.3–2.1 s, MediaPipe −26°) reads only +5…+14° on dlib (the head
+            # rolls more than it turns): not offered. The right turn reads −17…−32°.
+            "turn_right": (Segment(2.9, 3.9),),
+            "open_mouth": (Segment(4.5, 5.32),),  # a wide "O", MAR ≈ 0.7 (ends before a wink)
+            "smile": (Segment(0.56, 1.3),),  # a broad grin, mouth width ×1.25 of neutral
         },
     ),
     Person(
@@ -111,9 +114,11 @@ PEOPLE: tuple[Person, ...] = (
         photo_t=4.0,
         neutral=Segment(3.76, 4.44),
         actions={
-            "turn_right": (Segment(1.28, 3.8),),  # dlib yaw ≈ −26° (a quick turn)
+            # Her mouth opening at 0.9–1.3 s is speech with a smile (MAR ≈ 0.2 above neutral),
+            # not an opened mouth: not offered. Her blink right after the neutral is clean.
+            "blink": (Segment(4.4, 4.84),),  # eyes shut 4.48–4.56 s, EAR ≈ 0.5 of neutral
+            "turn_right": (Segment(1.28, 3.8),),  # dlib yaw ≈ −26° (held ~2 s, back to centre)
             "turn_left": (Segment(6.8, 7.8),),  # dlib yaw ≈ +23°
-            "open_mouth": (Segment(0.9, 1.3),),  # MAR ≈ 0.44 (annotation 1.0–1.24)
         },
     ),
 )
@@ -337,7 +342,8 @@ class ClipReplay:
 class GenuinePresenter:
     """A real person answering each prompt with a real segment of their clip.
 
-    On a new prompt the person waits a reaction delay drawn from ``reaction`` seconds, then
+    On a new prompt the person waits a reaction delay drawn from ``reaction`` seconds (and, if
+    still performing the previous action, finishes it and rests a moment at neutral first), then
     plays one of their segments for that action from its start to its end, then returns to their
     neutral segment (played forwards and backwards, so the motion stays continuous). A prompt
     for an action the clip does not contain gets no answer (neutral frames).
@@ -371,9 +377,12 @@ class GenuinePresenter:
         segments = self.person.actions.get(prompt or "", ())
         if not segments:
             return
-        if self._answer is not None and t < self._answer[0] + self._answer[1].duration:
-            return  # still answering the previous prompt; this one gets no answer
+        # A new prompt often appears while the previous movement is still under way (the
+        # action counted at its peak): the person finishes it, back to neutral, then answers.
         start = t + self._rng.uniform(*self._reaction)
+        if self._answer is not None:
+            busy_until = self._answer[0] + self._answer[1].duration
+            start = max(start, busy_until + self._rng.uniform(*SETTLE))
         segment = self._rng.choice(segments)
         self._answer = (start, segment)
         self.answers.append((prompt or "", start, segment))

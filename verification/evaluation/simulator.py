@@ -1,15 +1,17 @@
-"""Attempt simulator: the real engine and attempt state machine fed with a presenter's frames.
+"""Attempt simulator: the real engine, attempt state machine and decision fed with a presenter.
 
 For each attempt: draw a challenge plan (``verification.challenges.draw_challenges``; the
 benchmark injects a seeded ``random.Random``, production draws use ``secrets``), start a
 :class:`verification.attempt.Attempt`, then at ``fps`` ask the presenter for the frame at ``t``
-while the screen shows the current challenge, run :meth:`FaceEngine.analyse` on it and feed the
-observation to the attempt, until the attempt leaves the challenge phase or ``max_seconds``.
+while the screen shows the current challenge, run :meth:`FaceEngine.analyse` on it (with a
+:class:`Tracker`, as the server does) and feed the observation to the attempt, keeping the best
+frames as the server does (:class:`verification.verdict.BestFrames`), until the attempt leaves
+the challenge phase or ``max_seconds``.
 
-The decision after the last challenge: the best frames (largest faces) are embedded and
-compared with the reference template. ``verification.decision`` (helper B) is not in the tree
-yet, so :func:`stand_in_decision` decides here: liveness passed **and** best similarity ≥ the
-match threshold → accepted. Replace it with ``decision.decide`` when that lands.
+The decision is the server's own: :func:`verification.verdict.verdict` embeds the best frames,
+compares them with the reference template, runs the passive checks (and PAD when the engine has
+a model) and calls :func:`verification.decision.decide` with the policy. Its wall time is the
+decision latency after the last challenge.
 """
 
 from __future__ import annotations
@@ -23,13 +25,16 @@ from dataclasses import dataclass
 
 from verification.attempt import Attempt, AttemptConfig, AttemptState, FrameObservation
 from verification.challenges import Action, draw_challenges
+from verification.decision import Decision
 from verification.engine import FaceEngine, Template, Tracker
 from verification.evaluation.attacks import Presenter
+from verification.policy import Policy, Severity, load_policy
 from verification.types import Face, Image
+from verification.verdict import BestFrames, FrameScores, judge, score_frames, similarities_to
 
 logger = logging.getLogger(__name__)
 
-BEST_FRAMES = 3
+KEEP_FRAMES = 3  # best frames embedded for the decision (cases/verify.py keeps 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +43,20 @@ class AttemptOutcome:
 
     kind: str  # presenter kind ("genuine", "photo_still", ...)
     actions: tuple[str, ...]
-    state: str  # the attempt's state when the challenges ended
-    reason: str | None
+    state: str  # the attempt's final state (after the decision)
+    reason: str | None  # why the attempt itself stopped before the decision (None: it got there)
+    outcome: str  # pass / fail / refer
+    reasons: tuple[str, ...]  # every reason code of the decision
+    stopped_by: tuple[str, ...]  # the codes of fail (else refer) severity: what stopped it
     liveness_passed: bool
-    similarity: float | None
-    accepted: bool
-    completed_at: float | None  # attempt time at which the last challenge was met
-    decision_ms: float | None  # wall time of the decision after the last challenge
+    match_score: float | None
+    accepted: bool  # outcome == pass
+    completed_at: float | None  # seconds from the first challenge shown to the last one met
+    decision_ms: float | None  # wall time from the last challenge met to the decision
+    scoring_ms: float  # of which: embedding, comparing, PAD-scoring the best frames
+    embedded_during_ms: float  # embedding done progressively during the challenges (if enabled)
     frames: int
+    timeline: tuple[tuple[float, str, str], ...] = ()  # (t, event, action or detail)
 
 
 def _observation(image: Image, face: Face | None) -> FrameObservation:
@@ -59,15 +70,13 @@ def _observation(image: Image, face: Face | None) -> FrameObservation:
     )
 
 
-def stand_in_decision(
-    engine: FaceEngine,
-    reference: Template,
-    best: Sequence[tuple[Image, Face]],
-    threshold: float,
-) -> float | None:
-    """Best similarity of the ``best`` frames to ``reference`` (None without frames)."""
-    scores = [engine.compare(reference, engine.embed(image, face)) for image, face in best]
-    return max(scores) if scores else None
+def stopped_by(decision: Decision) -> tuple[str, ...]:
+    """The reason codes that made the outcome (fail ones; else refer ones)."""
+    for severity in (Severity.FAIL, Severity.REFER):
+        codes = tuple(r.code for r in decision.reasons if r.severity is severity)
+        if codes:
+            return codes
+    return ()
 
 
 def simulate(
@@ -77,17 +86,30 @@ def simulate(
     vocabulary: Sequence[Action],
     rng: random.Random,
     *,
-    threshold: float,
+    policy: Policy | None = None,
+    service: str = "pin_change",
     fps: float = 10.0,
     max_seconds: float = 40.0,
+    time_limit: float = 8.0,
     config: AttemptConfig | None = None,
+    keep: int = KEEP_FRAMES,
+    progressive: bool = False,
+    camera_label: str | None = None,
 ) -> AttemptOutcome:
-    """One attempt of ``presenter`` against ``reference`` (see the module docstring)."""
-    plan = draw_challenges(3, vocabulary, rng)
+    """One attempt of ``presenter`` against ``reference`` (see the module docstring).
+
+    ``progressive``: embed a frame as soon as it enters the best frames (the server would do it
+    in its worker between frames), so that only the comparison and the checks are left after
+    the last challenge.
+    """
+    policy = policy or load_policy()
+    plan = draw_challenges(3, vocabulary, rng, time_limit=time_limit)
     attempt = Attempt(plan, config)
     attempt.start(0.0)
     tracker = Tracker()
-    best: list[tuple[float, Image, Face]] = []
+    best = BestFrames(keep)
+    vectors: dict[int, object] = {}  # id(image) → embedding, for progressive embedding
+    embedded_ms = 0.0
     frames = 0
     t = 0.0
     while t <= max_seconds and attempt.state in (AttemptState.BASELINE, AttemptState.CHALLENGE):
@@ -96,29 +118,59 @@ def simulate(
         analysis = engine.analyse(image, tracker)
         attempt.observe(t, _observation(image, analysis.face))
         frames += 1
-        if analysis.face is not None:
-            best.append((analysis.face.box.w, image, analysis.face))
-            best = sorted(best, key=lambda item: -item[0])[:BEST_FRAMES]
+        if best.offer(analysis, image) and progressive and analysis.face is not None:
+            start = time.perf_counter()
+            vectors[id(image)] = engine.embed(image, analysis.face)
+            embedded_ms += (time.perf_counter() - start) * 1000
         t = frames / fps
     attempt.tick(t)
     result = attempt.result()
-    similarity = None
     decision_ms = None
-    if result.liveness_passed:
-        start = time.perf_counter()
-        similarity = stand_in_decision(engine, reference, [(i, f) for _, i, f in best], threshold)
+    start = time.perf_counter()
+    embed_ms = 0.0
+    scores: FrameScores | None = None
+    if result.state is AttemptState.ANALYSING and best.items:
+        if progressive:
+            kept = [vectors[id(image)] for _, image, _ in best.items]
+            scores = similarities_to(engine, reference, kept)  # type: ignore[arg-type]
+            pads = [engine.live_score(i, f) for i, f in best.frames]
+            scores = FrameScores(
+                scores.model_key,
+                scores.similarities,
+                scores.identity,
+                tuple(p for p in pads if p is not None),
+            )
+        else:
+            scores = score_frames(engine, reference, best.frames)
+        embed_ms = (time.perf_counter() - start) * 1000
+    elif best.items and engine.pad is not None:
+        scores = score_frames(engine, reference, best.frames, embed=False)
+    decision = judge(service, result, scores, policy, camera_label)
+    if result.state is AttemptState.ANALYSING:
         decision_ms = (time.perf_counter() - start) * 1000
+        attempt.conclude(t, decision.outcome.state, ",".join(decision.codes))
+    shown = [c.shown_at for c in result.challenges if c.shown_at is not None]
     met = [c.met_at for c in result.challenges if c.met_at is not None]
-    accepted = result.liveness_passed and similarity is not None and similarity >= threshold
+    completed = max(met) - min(shown) if result.liveness_passed and met and shown else None
+    final = attempt.result()
     return AttemptOutcome(
         kind=presenter.kind,
         actions=tuple(c.action.value for c in plan.challenges),
-        state=result.state.value,
+        state=final.state.value,
         reason=result.reason,
+        outcome=decision.outcome.value,
+        reasons=decision.codes,
+        stopped_by=stopped_by(decision),
         liveness_passed=result.liveness_passed,
-        similarity=similarity,
-        accepted=accepted,
-        completed_at=max(met) if result.liveness_passed and met else None,
+        match_score=decision.match_score,
+        accepted=decision.outcome.value == "pass",
+        completed_at=completed,
         decision_ms=decision_ms,
+        scoring_ms=embed_ms,
+        embedded_during_ms=embedded_ms,
         frames=frames,
+        timeline=tuple(
+            (round(e.t, 2), e.kind.value, e.detail or (e.action.value if e.action else ""))
+            for e in final.events
+        ),
     )
