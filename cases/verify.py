@@ -27,21 +27,20 @@ from cases.errors import CaseError
 from media.tap import TappedFrame, tap_or_idle
 from signaling.messages import VerifyProgress, VerifyResult, VerifyStarted
 from store.blobs import BlobStore
-from verification import passive
-from verification.attempt import FINAL, Attempt, AttemptState, FrameObservation
+from verification.attempt import FINAL, Attempt, AttemptState, EventKind, FrameObservation
 from verification.challenges import Action, draw_challenges
 from verification.config import VerificationConfig
-from verification.decision import Decision, MatchInput, decide
+from verification.decision import Decision
 from verification.engine import FrameAnalysis, Template, Tracker, encode_jpeg
 from verification.errors import BadTemplate
 from verification.policy import Policy
 from verification.service import EngineService
-from verification.types import Face, Image
+from verification.types import Face, Image, Vector
+from verification.verdict import BestFrames, FrameScores, judge
 
 log = logging.getLogger(__name__)
 
 Send = Callable[[str, Any], None]  # (side, message) → both pages get their copy
-KEEP_FRAMES = 4  # candidate best frames kept in memory (RGB, ~1 MB each at 640×480)
 
 
 class VerifyRefused(CaseError):
@@ -73,20 +72,15 @@ class VerifyTarget:
 
 
 @dataclass(slots=True)
-class _Candidate:
-    score: float
-    image: Image = field(repr=False)
-    face: Face = field(repr=False)
-
-
-@dataclass(slots=True)
 class _Running:
     target: VerifyTarget
     attempt_id: str
     attempt: Attempt
     template: Template
     task: asyncio.Task[None] | None = None
-    best: list[_Candidate] = field(default_factory=list)
+    best: BestFrames = field(default_factory=BestFrames)
+    vectors: dict[int, Vector] = field(default_factory=dict)  # id(image) → embedding
+    embedding: asyncio.Task[None] | None = None
     hashes: list[str] = field(default_factory=list)
     guidance: str | None = None
     camera_label: str | None = None
@@ -95,21 +89,6 @@ class _Running:
 
 def _frame_hash(image: Image) -> str:
     return hashlib.sha256(image.tobytes()).hexdigest()[:32]
-
-
-def _candidate_score(analysis: FrameAnalysis) -> float:
-    """Big, sharp, frontal faces make the best evidence and the best match."""
-    face = analysis.face
-    if face is None or analysis.issues:
-        return -1.0
-    sharpness = float(analysis.quality.measures.get("sharpness", 1.0))
-    return face.box.w * face.box.h * min(sharpness, 100.0)
-
-
-def _keep(best: list[_Candidate], candidate: _Candidate) -> None:
-    best.append(candidate)
-    best.sort(key=lambda c: c.score, reverse=True)
-    del best[KEEP_FRAMES:]
 
 
 def _progress(run: _Running) -> VerifyProgress:
@@ -162,6 +141,16 @@ class VerifyDesk:
         """Remember the browser's camera label for the passive checks (a weak hint)."""
         self._labels[case_public_id] = label
 
+    def current_challenge(self, case_public_id: str) -> str | None:
+        """The challenge on the customer's screen now, if any."""
+        run = self._running.get(case_public_id)
+        current = None if run is None else run.attempt.current
+        return None if current is None else current[1].value
+
+    def reset_vocabulary(self) -> None:
+        """Re-read the challenge vocabulary from ``config`` (after a settings change)."""
+        self._vocabulary = tuple(Action(v) for v in self.config.vocabulary) or tuple(Action)
+
     def is_running(self, case_public_id: str) -> bool:
         """Whether an attempt is in progress in this call."""
         return case_public_id in self._running
@@ -171,7 +160,12 @@ class VerifyDesk:
         if target.case_public_id in self._running:
             raise VerifyRefused("bad_state", "an attempt is already running")
         template = await self._checked_start(target)
-        plan = draw_challenges(max(self.config.challenges, 3), self._vocabulary, min_challenges=3)
+        plan = draw_challenges(
+            max(self.config.challenges, 3),
+            self._vocabulary,
+            time_limit=self.config.challenge_seconds,
+            min_challenges=3,
+        )
         challenges = [c.action.value for c in plan.challenges]
         attempt_id = await self.attempts.create(
             target.case_id, target.customer_id, target.advisor_id, plan.nonce, challenges
@@ -243,26 +237,34 @@ class VerifyDesk:
             await self._aborted(run)
         finally:
             self._running.pop(run.target.case_public_id, None)
+            if run.embedding is not None and not run.embedding.done():
+                run.embedding.cancel()
+                await asyncio.gather(run.embedding, return_exceptions=True)
 
     async def _observe(self, run: _Running, loop: asyncio.AbstractEventLoop) -> None:
         tracker = Tracker()
         video = run.target.video
         async for tapped in tap_or_idle(video.latest_customer_frame, self.config.sample_fps):
             if tapped is None:
-                events = run.attempt.tick(loop.time())
+                events = await asyncio.to_thread(run.attempt.tick, loop.time())
             else:
                 analysis, tracker = await self.engine.analyse(tapped.rgb, tracker)
-                events = run.attempt.observe(
-                    loop.time(), await self._observation(run, tapped, analysis)
-                )
+                observation = await self._observation(run, tapped, analysis)
+                # Pose solving and the detectors are CPU work: off the loop, one frame at a time.
+                events = await asyncio.to_thread(run.attempt.observe, loop.time(), observation)
+                if any(e.kind is EventKind.CHALLENGE_SHOWN for e in events):
+                    self._embed_ahead(run)
                 guidance = analysis.quality.message_keys[0] if analysis.issues else None
                 if guidance != run.guidance:
                     run.guidance = guidance
                     events = [*events, None]  # type: ignore[list-item]
+            if run.attempt.state not in (AttemptState.BASELINE, AttemptState.CHALLENGE):
+                if run.attempt.state is AttemptState.ANALYSING:
+                    self._send(run.target.case_public_id, _progress(run))
+                # Timed out or failed: no "checking…" step, the result follows at once.
+                return
             if events:
                 self._send(run.target.case_public_id, _progress(run))
-            if run.attempt.state not in (AttemptState.BASELINE, AttemptState.CHALLENGE):
-                return
 
     async def _observation(
         self, run: _Running, tapped: TappedFrame, analysis: FrameAnalysis
@@ -271,10 +273,7 @@ class VerifyDesk:
         digest = await asyncio.to_thread(_frame_hash, image)
         run.hashes.append(digest)
         face = analysis.face
-        if face is not None:
-            score = _candidate_score(analysis)
-            if score > 0 and (len(run.best) < KEEP_FRAMES or score > run.best[-1].score):
-                _keep(run.best, _Candidate(score, image, face))
+        run.best.offer(analysis, image)
         return FrameObservation(
             width=int(image.shape[1]),
             height=int(image.shape[0]),
@@ -283,21 +282,45 @@ class VerifyDesk:
             frame_hash=digest,
         )
 
+    def _embed_ahead(self, run: _Running) -> None:
+        """Embed the best frame not embedded yet, in the background, while the customer does
+        the next challenge: the decision then only compares (it must come within 500 ms)."""
+        if run.embedding is not None and not run.embedding.done():
+            return
+        pending = [(i, f) for i, f in run.best.frames if id(i) not in run.vectors]
+        if pending:
+            run.embedding = asyncio.create_task(self._embed_one(run, *pending[0]))
+
+    async def _embed_one(self, run: _Running, image: Image, face: Face) -> None:
+        (vector,) = await self.engine.embed([(image, face)])
+        run.vectors[id(image)] = vector
+
+    async def _scores(self, run: _Running) -> FrameScores | None:
+        result_state = run.attempt.state
+        best = run.best.frames
+        if not best:
+            return None
+        if run.embedding is not None:
+            await run.embedding
+        pads: tuple[float, ...] = ()
+        if self.engine.has_pad:
+            pads = tuple(s for s in await self.engine.live_scores(best) if s is not None)
+        if result_state is not AttemptState.ANALYSING:
+            return FrameScores(run.template.model_key, pad=pads) if pads else None
+        missing = [(i, f) for i, f in best if id(i) not in run.vectors]
+        if missing:
+            for (image, _), vector in zip(missing, await self.engine.embed(missing), strict=True):
+                run.vectors[id(image)] = vector
+        vectors = [run.vectors[id(i)] for i, _ in best]
+        scores = await self.engine.frame_scores(run.template, vectors)
+        return FrameScores(scores.model_key, scores.similarities, scores.identity, pads)
+
     async def _decide(self, run: _Running, loop: asyncio.AbstractEventLoop) -> Decision:
-        result = run.attempt.result()
-        cfg = self.policy.passive_for(run.template.model_key)
-        findings: list[passive.Finding] = []
-        match: MatchInput | None = None
-        if result.state is AttemptState.ANALYSING and run.best:
-            items = [(c.image, c.face) for c in run.best]
-            vectors = await self.engine.embed(items)
-            similarities = await self.engine.compare(run.template, vectors)
-            identity = [await self.engine.similarity(vectors[0], v) for v in vectors[1:]]
-            pads = [s for s in await self.engine.live_scores(items) if s is not None]
-            findings = [*passive.analyse(result, cfg, identity, run.camera_label)]
-            findings += passive.check_pad(pads, cfg) if pads else []
-            match = MatchInput(run.template.model_key, tuple(similarities))
-        return decide(run.target.service, result, findings, match, self.policy)
+        scores = await self._scores(run)
+        # The passive checks fit homographies over every sample: CPU work, off the loop.
+        return await asyncio.to_thread(
+            judge, run.target.service, run.attempt.result(), scores, self.policy, run.camera_label
+        )
 
     async def _finish(
         self, run: _Running, decision: Decision, loop: asyncio.AbstractEventLoop
@@ -305,8 +328,9 @@ class VerifyDesk:
         if run.attempt.state is AttemptState.ANALYSING:
             run.attempt.conclude(loop.time(), decision.outcome.state, ",".join(decision.codes))
         best_key = None
-        if run.best:
-            best_key = await self.blobs.put(await asyncio.to_thread(encode_jpeg, run.best[0].image))
+        if run.best.frames:
+            image = run.best.frames[0][0]
+            best_key = await self.blobs.put(await asyncio.to_thread(encode_jpeg, image))
         scores = {} if decision.match_score is None else {"match": round(decision.match_score, 4)}
         evidence = self._evidence(run, decision, scores, best_key)
         evidence_key = await self.blobs.put(evidence)

@@ -56,8 +56,13 @@ class _SlowCallbacks(logging.Handler):
 
 
 @pytest.fixture(autouse=True)
-async def _no_leaked_tasks_or_blocked_loop() -> AsyncIterator[None]:
-    """Fail a test that leaves tasks running or blocks the event loop (>= BLOCK_LIMIT)."""
+async def _no_leaked_tasks_or_blocked_loop(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Fail a test that leaves tasks running or blocks the event loop (>= BLOCK_LIMIT).
+
+    Browser tests run the server in its own process: their loop only drives Playwright, whose
+    stalls on a loaded machine say nothing about the server, so only leaks are checked there.
+    """
+    check_blocking = request.node.get_closest_marker("e2e") is None
     loop = asyncio.get_running_loop()
     before = asyncio.all_tasks()
     watcher = _SlowCallbacks()
@@ -79,5 +84,5 @@ async def _no_leaked_tasks_or_blocked_loop() -> AsyncIterator[None]:
         for task in leaked:
             task.cancel()
         pytest.fail(f"test left tasks running: {[t.get_name() for t in leaked]}")
-    if watcher.reports:
+    if watcher.reports and check_blocking:
         pytest.fail("the event loop was blocked:\n" + "\n".join(watcher.reports))

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from verification.engine import FaceEngine, FrameAnalysis, Template, Tracker
 from verification.types import Face, Image, Vector
+from verification.verdict import FrameScores, similarities_to
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,10 @@ def _compare(template: Template, vectors: list[Vector]) -> list[float]:
 
 def _similarity(a: Vector, b: Vector) -> float:
     return _engine().embedder.similarity(a, b)
+
+
+def _frame_scores(template: Template, vectors: list[Vector]) -> FrameScores:
+    return similarities_to(_engine(), template, vectors)
 
 
 def _enrol(photo: bytes) -> Template:
@@ -121,6 +126,15 @@ class EngineService:
     async def similarity(self, a: Vector, b: Vector) -> float:
         """Similarity of two embeddings of this engine."""
         return await self._run(_similarity, a, b)
+
+    async def frame_scores(self, template: Template, vectors: list[Vector]) -> FrameScores:
+        """Similarities of embeddings to the reference, and of the frames to each other."""
+        return await self._run(_frame_scores, template, vectors)
+
+    @property
+    def has_pad(self) -> bool:
+        """Whether the engine has a presentation-attack model."""
+        return "pad" in self.models
 
     async def enrol(self, photo: bytes) -> Template:
         """The reference template of a photo on file (errors as ``FaceEngine.enrol``)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +34,14 @@ from store.models import VerificationAttempt
 from tests.verification.conftest import read_clip, to_640x480
 from verification.config import VerificationConfig, build_engine
 from verification.engine import encode_jpeg
+from verification.evaluation.attacks import GenuinePresenter, load_clip, person, photo_of
 from verification.policy import load_policy
 from verification.service import EngineService
 from verification.types import Image
 from web.accounts import create_staff
 
 CLIP = "liveness_video/liveportrait/d9.mp4"
+SAMPLE_FPS = 10.0
 
 
 class ClipVideo:
@@ -151,7 +154,8 @@ async def test_a_held_up_still_photo_is_refused_with_evidence(rig: Rig) -> None:
     assert row.state == "failed" and row.evidence_blob_key
     evidence = json.loads(await rig.blobs.get(row.evidence_blob_key))
     assert evidence["nonce"] and evidence["policy_version"] and evidence["frame_hashes"]
-    assert [e["event"] for e in evidence["timeline"]][:2] == ["baseline_started", "challenge_shown"]
+    events = [e["event"] for e in evidence["timeline"]]
+    assert events[0] == "baseline_started" and "challenge_shown" in events
     assert result.attempts_left == 2
 
 
@@ -204,3 +208,53 @@ async def test_five_failures_in_a_day_lock_the_customer(rig: Rig) -> None:
     with pytest.raises(VerifyRefused) as locked:
         await rig.desk.start(target(rig, rig.moving))
     assert locked.value.code == "locked"
+
+
+class PresenterVideo:
+    """A real person's clip answering the challenge the desk currently shows (like a customer
+    watching their screen): the simulator's honest genuine presenter, behind our camera seam."""
+
+    def __init__(self, desk: VerifyDesk, case_id: str, presenter: GenuinePresenter) -> None:
+        self._desk, self._case, self._presenter = desk, case_id, presenter
+        self._reads = 0
+
+    def latest_customer_frame(self) -> VideoFrame | None:
+        # The person's clock advances one sampling period per frame the server reads, so a busy
+        # test machine slows the person down with the server instead of skipping their blink.
+        self._reads += 1
+        current = self._desk.current_challenge(self._case)
+        image = self._presenter.frame(self._reads / SAMPLE_FPS, current)
+        return VideoFrame.from_ndarray(image, format="rgb24")
+
+
+async def test_a_genuine_customer_passes_through_the_server_path(
+    rig: Rig, shared_data: Path
+) -> None:
+    who = person("sadtalker-katiehill")
+    clip = await asyncio.to_thread(load_clip, shared_data / who.clip)
+    photo = await asyncio.to_thread(encode_jpeg, photo_of(who, clip))
+    template = await rig.desk.engine.enrol(photo)
+    body = "44030519870712002"
+    katie = await rig.banking.add_customer(
+        NewCustomer(
+            "Katie Hill",
+            body + prc_id_check_char(body),
+            "622202020077889" + luhn_check_digit("622202020077889"),
+            photo,
+            "image/jpeg",
+        ),
+        [StoredTemplate(template.model_key, template.to_bytes(), template.crop_jpeg)],
+    )
+    rig.desk.config = VerificationConfig(
+        vocabulary=who.vocabulary, challenge_seconds=8.0, sample_fps=SAMPLE_FPS
+    )
+    rig.desk.reset_vocabulary()
+    presenter = GenuinePresenter(who, clip, random.Random(3))
+    video = PresenterVideo(rig.desk, "case-1", presenter)
+    await rig.desk.start(VerifyTarget("case-1", rig.case_id, katie.id, 1, "pin_change", video))
+    await asyncio.wait_for(rig.sent.done.wait(), 60)
+    result = rig.sent.messages[-1]
+    assert result.outcome == "pass", result.reasons
+    assert result.scores["match"] > 0.6
+    progress = [m for m in rig.sent.messages if isinstance(m, VerifyProgress)]
+    assert [p.met for p in progress][-1] == 3

@@ -30,6 +30,11 @@ REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CUSTOMER_CLIP = "liveness_video/grid/bbaf2n.mpg"  # a man in front of a blue-green wall
 ADVISOR_CLIP = "liveness_video/liveportrait/d9.mp4"  # another man, warm indoor light
+# The identity check's customer: a 3.1 s clip (played in a loop by the fake camera) with two
+# blinks and a smile in every loop and no head turn, nod or open mouth (tests/verification).
+VERIFY_CLIP = "liveness_video/liveportrait/d0.mp4"
+# The challenge vocabulary, restricted to what VERIFY_CLIP contains (a "test setting", issue 3).
+VERIFY_VOCABULARY = "blink,smile"
 YUNET = "face_detect_yunet/face_detection_yunet_2023mar.onnx"
 STAFF_PASSWORD = "demo-password-1"
 
@@ -137,11 +142,13 @@ def face_finder(shared_models: Path) -> FaceFinder:
 def clips(
     shared_data: Path, face_finder: FaceFinder, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Clip]:
-    """The two people as fake-camera y4m files: ``customer`` and ``advisor``."""
+    """The people as fake-camera y4m files: ``customer`` and ``advisor`` (the call tests),
+    ``verifier`` (the customer whose identity is checked)."""
     out = tmp_path_factory.mktemp("e2e-media")
     return {
         "customer": convert_clip("customer", shared_data / CUSTOMER_CLIP, out, face_finder),
         "advisor": convert_clip("advisor", shared_data / ADVISOR_CLIP, out, face_finder),
+        "verifier": convert_clip("verifier", shared_data / VERIFY_CLIP, out, face_finder),
     }
 
 
@@ -166,6 +173,10 @@ def _server_env(data_dir: Path, port: int, shared_data: Path) -> dict[str, str]:
         CLOUDBRANCH_ICE_LOOPBACK_ONLY="1",
         CLOUDBRANCH_SHARED_DATA=str(shared_data),
         CLOUDBRANCH_LOG_LEVEL="INFO",
+        # Identity verification on, one face worker, challenges the verifier's clip can answer.
+        CLOUDBRANCH_FACE_WORKERS="1",
+        CLOUDBRANCH_VERIFY_FPS="10",
+        CLOUDBRANCH_VERIFY_VOCABULARY=VERIFY_VOCABULARY,
     )
     return env
 
@@ -225,6 +236,13 @@ def _customers(shared_data: Path, clips: dict[str, Clip]) -> dict[str, Customer]
             card_number("622202020055667788"),
             photos / "biden" / "biden.jpg",
         ),
+        # Identity check: the photo on file is a frame of the clip the fake camera plays.
+        "verifier": Customer(
+            "E2E Verified",
+            id_number("11010519520708004"),
+            card_number("622202020033445566"),
+            clips["verifier"].still,
+        ),
         "wrong_id": Customer(
             "E2E Mistyped",
             id_number("11010519750615003"),
@@ -238,7 +256,7 @@ def _customers(shared_data: Path, clips: dict[str, Clip]) -> dict[str, Customer]
 def server(
     shared_data: Path, clips: dict[str, Clip], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    """``cloudbranch serve`` on a free loopback port with demo staff and three enrolled customers.
+    """``cloudbranch serve`` on a free loopback port with demo staff and four enrolled customers.
 
     Teardown sends SIGTERM and requires a clean exit (code 0) within 10 s.
     """
