@@ -85,6 +85,7 @@ class _Running:
     guidance: str | None = None
     camera_label: str | None = None
     concluded: bool = False  # its outcome is stored and sent
+    decision_ms: float | None = None  # from the last frame's verdict to the decision
 
 
 def _frame_hash(image: Image) -> str:
@@ -223,7 +224,9 @@ class VerifyDesk:
             run.attempt.start(loop.time())
             self._send(run.target.case_public_id, _progress(run))
             await self._observe(run, loop)
+            observed = loop.time()
             decision = await self._decide(run, loop)
+            run.decision_ms = round((loop.time() - observed) * 1000.0, 1)
             await self._finish(run, decision, loop)
         except asyncio.CancelledError:
             if run.attempt.state not in FINAL:
@@ -394,6 +397,7 @@ class VerifyDesk:
             "best_frame_blob": best_key,
             "frame_hashes": run.hashes,
             "camera_label": run.camera_label,
+            "decision_ms": run.decision_ms,
             "recorded_at": time.time(),
         }
         return json.dumps(doc, sort_keys=True).encode()
