@@ -273,7 +273,7 @@ class VerifyProgress(_Msg):
 
     type: Literal["verify.progress"] = "verify.progress"
     attempt_id: str
-    phase: Literal["baseline", "challenge", "analysing"]
+    phase: Literal["baseline", "hold", "challenge", "analysing"]
     index: int = 0  # the challenge being asked (0-based)
     challenge: str | None = None
     met: int = 0  # how many challenges are done

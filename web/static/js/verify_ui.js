@@ -69,6 +69,7 @@ export class VerifyUI {
     });
     $("verify-guidance").textContent = guidanceText(m.guidance);
     if (m.phase === "baseline") this.instruct(msg("verify.instruction.baseline"));
+    else if (m.phase === "hold") this.instruct(msg("verify.instruction.hold"));
     else if (m.phase === "challenge" && m.challenge) this.instruct(challengeText(m.challenge));
     else if (m.phase === "analysing") this.instruct(msg("verify.instruction.analysing"));
   }
