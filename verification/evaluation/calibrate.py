@@ -33,6 +33,17 @@ from verification.evaluation.metrics import fnmr_at_fmr
 logger = logging.getLogger(__name__)
 
 
+def write_json_atomically(path: Path, document: Any, *, sort_keys: bool = False) -> None:
+    """Replace ``path`` with ``document`` as JSON, never leaving a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8"
+    ) as handle:
+        json.dump(document, handle, indent=2, sort_keys=sort_keys, ensure_ascii=False)
+        handle.write("\n")
+    os.replace(handle.name, path)
+
+
 def calibrate(
     scores: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]], target_fmr: float
 ) -> dict[str, dict[str, float | int]]:
@@ -68,12 +79,6 @@ def write_thresholds(
     merged = dict(document.get("thresholds", {}))
     merged.update({key: dict(value) for key, value in thresholds.items()})
     document["thresholds"] = merged
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8"
-    ) as handle:
-        json.dump(document, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(handle.name, path)
+    write_json_atomically(path, document, sort_keys=True)
     logger.info("wrote %d thresholds for FMR %s to %s", len(thresholds), target_fmr, path)
     return document

@@ -10,8 +10,6 @@ evidence names the thresholds it was decided with.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 import numpy.typing as npt
 
+from verification.evaluation.calibrate import write_json_atomically
 from verification.evaluation.metrics import threshold_at_fmr
 from verification.policy import parse_policy
 
@@ -60,10 +59,5 @@ def update_policy(
     document["version"] = f"{stamp}.cal-{len(scores)}m"
     document["calibration"] = {"dataset": dataset, "models": sorted(scores)}
     parse_policy(document)  # never write a policy the server could not load
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8"
-    ) as handle:
-        json.dump(document, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-    os.replace(handle.name, path)
+    write_json_atomically(path, document)
     return document
