@@ -185,6 +185,7 @@ def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, 
     genuine = [r for r in rows if r["kind"] == "genuine"]
     attacks = [(r["kind"], r["accepted"]) for r in rows if r["kind"] != "genuine"]
     times = [r["completed_at"] for r in genuine if r["completed_at"] is not None]
+    totals = [r["completed_total"] for r in genuine if r.get("completed_total") is not None]
     latency = [r["decision_ms"] for r in rows if r["decision_ms"] is not None]
     scoring = [r["scoring_ms"] for r in rows if r["decision_ms"] is not None]
     return {
@@ -213,6 +214,8 @@ def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, 
             "completed": len(times),
             "attempts": len(genuine),
             "measured_from": "first challenge shown to third challenge met",
+            "total_median": statistics.median(totals) if totals else None,
+            "total_measured_from": "end of the baseline (first hold-still pause) to third met",
         },
         "decision_latency_ms": {
             "median": statistics.median(latency) if latency else None,

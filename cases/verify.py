@@ -97,9 +97,11 @@ def _progress(run: _Running) -> VerifyProgress:
     state = attempt.state
     met = sum(1 for c in attempt.result().challenges if c.met_at is not None)
     current = attempt.current
-    phase: Literal["baseline", "challenge", "analysing"] = (
+    phase: Literal["baseline", "hold", "challenge", "analysing"] = (
         "baseline"
         if state in (AttemptState.CREATED, AttemptState.BASELINE)
+        else "hold"
+        if attempt.holding
         else "challenge"
         if state is AttemptState.CHALLENGE
         else "analysing"
@@ -384,7 +386,10 @@ class VerifyDesk:
             "attempt_id": run.attempt_id,
             "nonce": run.attempt.plan.nonce,
             "service": run.target.service,
-            "challenges": [c.action.value for c in run.attempt.plan.challenges],
+            "challenges": [
+                {"action": c.action.value, "pause_s": round(c.pause, 3), "limit_s": c.time_limit}
+                for c in run.attempt.plan.challenges
+            ],
             "timeline": timeline,
             "outcome": decision.outcome.value,
             "reasons": [

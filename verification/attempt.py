@@ -5,8 +5,18 @@
     CREATED -start-> BASELINE -ready-> CHALLENGE(0) -met-> CHALLENGE(1) ... -last met-> ANALYSING
     BASELINE  -too slow-> TIMED_OUT
     CHALLENGE -time limit-> TIMED_OUT | -face gone too long-> FAILED | -conflicting action-> FAILED
+              | -deliberate movement before the instruction-> FAILED
     ANALYSING -conclude-> PASSED | FAILED | REFERRED   (-no decision in time-> TIMED_OUT)
     any non-final state -abort-> ABORTED
+
+Each challenge has two phases inside ``CHALLENGE``: first a "hold still" pause of the plan's
+random length (:attr:`Challenge.pause`; :attr:`Attempt.holding` is True, :attr:`Attempt.current`
+is None: the instruction is not shown yet), then the instruction (``current`` names it). Any
+deliberate movement (turn, nod, open mouth, or the coming action itself, but not a blink) that
+begins in the pause fails the attempt with ``liveness.moved_before_prompt``: a customer waits
+for the instruction, a replayed recording does not know when it comes. An action whose onset is
+less than :attr:`AttemptConfig.min_reaction` after the instruction is not credited (nobody reads
+and reacts that fast); it must be done again.
 
 The caller owns the clock: every method takes ``t`` (seconds, monotonic, e.g. frame time or
 ``loop.time()``), so tests drive time exactly. Frames must arrive in time order; a frame older
@@ -28,6 +38,7 @@ from verification.challenges import (
     conflicts,
     detect,
     detect_all,
+    forbidden_before,
 )
 from verification.errors import VerificationError
 from verification.measures import Baseline, FrameMeasures, Relative, measure, relative
@@ -86,10 +97,12 @@ class EventKind(StrEnum):
     """Progress pushed to the customer's and the advisor's pages (and kept as evidence)."""
 
     BASELINE_STARTED = "baseline_started"
+    HOLD = "hold"  # "hold still": the pause before challenge ``index`` (action not revealed)
     CHALLENGE_SHOWN = "challenge_shown"
     CHALLENGE_MET = "challenge_met"
     CHALLENGE_TIMED_OUT = "challenge_timed_out"
     WRONG_ACTION = "wrong_action"
+    MOVED_BEFORE_PROMPT = "moved_before_prompt"
     BASELINE_TIMED_OUT = "baseline_timed_out"
     FACE_LOST = "face_lost"
     DECISION_TIMED_OUT = "decision_timed_out"
@@ -107,6 +120,8 @@ _CHALLENGE_EVENTS = frozenset(
         EventKind.FACE_LOST,
     }
 )
+# About a challenge whose instruction is not on screen yet: the index only, never the action.
+_HOLD_EVENTS = frozenset({EventKind.HOLD, EventKind.MOVED_BEFORE_PROMPT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +166,14 @@ class AttemptConfig:
     max_face_gap: float = 1.0
     analysing_timeout: float = 5.0
     strict_order: bool = True  # a conflicting action before the asked one fails the challenge
+    hold_still: bool = True  # a deliberate movement in the pause before an instruction fails
+    min_reaction: float = 0.45  # seconds: an onset sooner after the instruction is not credited
+    # Seconds after a challenge is met in which the same action restarting is the tail of that
+    # movement, not a new one (dlib's yaw dips below the hold level inside one real turn).
+    settle: float = 1.5
+    # Seconds after a challenge is met in which *any* movement is the aftermath of that one (a
+    # wide-open mouth closing throws dlib's yaw past a turn for a frame or two: d12).
+    aftermath: float = 0.5
     detectors: DetectorConfig = field(default_factory=DetectorConfig)
 
     def __post_init__(self) -> None:
@@ -158,17 +181,25 @@ class AttemptConfig:
             raise ValueError("baseline_frames must be at least 1")
         if min(self.baseline_timeout, self.max_face_gap, self.analysing_timeout) <= 0:
             raise ValueError("timeouts must be positive")
+        if not 0 <= self.aftermath <= self.settle <= 5:
+            raise ValueError(
+                f"need 0 ≤ aftermath ≤ settle ≤ 5 s, got {self.aftermath}, {self.settle}"
+            )
+        if not 0 <= self.min_reaction < 2:
+            raise ValueError(f"min_reaction must be within 0–2 s, got {self.min_reaction}")
 
 
 @dataclass(frozen=True, slots=True)
 class ChallengeOutcome:
-    """One challenge of the plan: when it was shown and when (and how) it was met."""
+    """One challenge of the plan: its pause, when it was shown and when (and how) it was met."""
 
     index: int
     action: Action
     shown_at: float | None
     met_at: float | None
     detection: Detection | None
+    pause: float = 0.0  # the plan's "hold still" seconds before the instruction
+    held_from: float | None = None  # when that pause began
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +249,8 @@ class Attempt:
         self._baseline: Baseline | None = None
         self._pending: list[FrameMeasures] = []
         self._window: list[Relative] = []
+        self._holding = False
+        self._held: dict[int, float] = {}
         self._shown: dict[int, float] = {}
         self._met: dict[int, Detection] = {}
         self._events: list[ProgressEvent] = []
@@ -230,10 +263,15 @@ class Attempt:
 
     @property
     def current(self) -> tuple[int, Action] | None:
-        """``(index, action)`` of the challenge on screen, if any."""
-        if self._state is not S.CHALLENGE:
+        """``(index, action)`` of the challenge on screen, if any (None during its pause)."""
+        if self._state is not S.CHALLENGE or self._holding:
             return None
         return self._index, self.plan.challenges[self._index].action
+
+    @property
+    def holding(self) -> bool:
+        """True in the "hold still" pause before an instruction (show "hold still", no action)."""
+        return self._state is S.CHALLENGE and self._holding
 
     @property
     def events(self) -> tuple[ProgressEvent, ...]:
@@ -301,6 +339,8 @@ class Attempt:
                 shown_at=self._shown.get(i),
                 met_at=self._met[i].end if i in self._met else None,
                 detection=self._met.get(i),
+                pause=c.pause,
+                held_from=self._held.get(i),
             )
             for i, c in enumerate(self.plan.challenges)
         )
@@ -323,8 +363,11 @@ class Attempt:
         self._since = t
 
     def _emit(self, t: float, kind: EventKind, detail: str = "") -> None:
-        index = action = None
-        if kind in _CHALLENGE_EVENTS:
+        index: int | None = None
+        action: Action | None = None
+        if kind in _HOLD_EVENTS or (kind is EventKind.FACE_LOST and self._holding):
+            index = self._index
+        elif kind in _CHALLENGE_EVENTS:
             index, action = self._index, self.plan.challenges[self._index].action
         total = len(self.plan.challenges)
         event = ProgressEvent(t, kind, self._state, index, action, total, detail)
@@ -341,21 +384,58 @@ class Attempt:
         self._pending.append(measures)
         if len(self._pending) >= self.config.baseline_frames:
             self._baseline = Baseline.from_frames(self._pending)
-            self._show(0, t)
+            self._hold(0, t)
 
-    def _show(self, index: int, t: float) -> None:
+    def _hold(self, index: int, t: float) -> None:
+        """Start the pause before challenge ``index`` (shown at once when its pause is 0)."""
         self._move(S.CHALLENGE, t)
         self._index = index
-        self._shown[index] = t
+        self._held[index] = t
+        self._holding = True
         self._window = []
+        pause = self.plan.challenges[index].pause
+        self._emit(t, EventKind.HOLD, f"{pause:.2f}")
+        if pause <= 0:
+            self._show(t)
+
+    def _show(self, t: float) -> None:
+        self._holding = False
+        self._shown[self._index] = t
         self._emit(t, EventKind.CHALLENGE_SHOWN)
 
     def _judge(self, t: float) -> None:
         action = self.plan.challenges[self._index].action
         cfg = self.config.detectors
-        hit = detect(action, self._window, cfg)
+        shown = None if self._holding else self._shown[self._index]
+        if self.config.hold_still:
+            # The window starts with the pause: a movement begun in it may complete later.
+            early = [
+                d
+                for d in detect_all(self._window, cfg)
+                if d.action in forbidden_before(action)
+                and (shown is None or d.start < shown)
+                and not self._tail_of_previous(d)
+            ]
+            if early:
+                logger.info(
+                    "attempt %s: %s before the instruction (%s) appeared",
+                    self.plan.nonce[:6],
+                    early[0].action,
+                    action,
+                )
+                self._finish(
+                    S.FAILED, t, "liveness.moved_before_prompt", EventKind.MOVED_BEFORE_PROMPT
+                )
+                return
+        if shown is None:
+            return
+        since = [r for r in self._window if r.t >= shown]
+        # The last sample before ``min_reaction`` anchors the window: an excursion already
+        # under way there began too soon after the instruction and is not credited.
+        soon = sum(1 for r in since if r.t < shown + self.config.min_reaction)
+        hit = detect(action, since[max(soon - 1, 0) :], cfg)
         if self.config.strict_order:
-            bad = [d for d in detect_all(self._window, cfg) if d.action in conflicts(action)]
+            bad = [d for d in detect_all(since, cfg) if d.action in conflicts(action)]
             if bad and (hit is None or bad[0].end < hit.end):
                 logger.info("attempt %s: %s before %s", self.plan.nonce[:6], bad[0].action, action)
                 self._finish(S.FAILED, t, "liveness.wrong_action", EventKind.WRONG_ACTION)
@@ -365,10 +445,21 @@ class Attempt:
         self._met[self._index] = hit
         self._emit(t, EventKind.CHALLENGE_MET, hit.action.value)
         if self._index + 1 < len(self.plan.challenges):
-            self._show(self._index + 1, t)
+            self._hold(self._index + 1, t)
         else:
+            self._holding = False
             self._move(S.ANALYSING, t)
             self._emit(t, EventKind.ANALYSING)
+
+    def _tail_of_previous(self, found: Detection) -> bool:
+        """``found`` begins within ``aftermath`` of the previous challenge being met, or restarts
+        that same action within ``settle``: the end of that movement, not a new one."""
+        previous = self._met.get(self._index - 1)
+        if previous is None:
+            return False
+        after = found.start - previous.end
+        same = found.action is previous.action
+        return after <= self.config.aftermath or (same and after <= self.config.settle)
 
     def _check_timeouts(self, t: float) -> None:
         cfg = self.config
@@ -376,9 +467,13 @@ class Attempt:
             self._finish(S.TIMED_OUT, t, "liveness.baseline_timeout", EventKind.BASELINE_TIMED_OUT)
         elif self._state is S.CHALLENGE:
             last_face = max(self._last_face or self._since, self._since)
+            challenge = self.plan.challenges[self._index]
             if t - last_face > cfg.max_face_gap:
                 self._finish(S.FAILED, t, "liveness.face_lost", EventKind.FACE_LOST)
-            elif t - self._since > self.plan.challenges[self._index].time_limit:
+            elif self._holding:
+                if t - self._held[self._index] >= challenge.pause:
+                    self._show(t)
+            elif t - self._shown[self._index] > challenge.time_limit:
                 self._finish(
                     S.TIMED_OUT, t, "liveness.challenge_timeout", EventKind.CHALLENGE_TIMED_OUT
                 )

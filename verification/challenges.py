@@ -55,16 +55,39 @@ def conflicts(action: Action) -> frozenset[Action]:
     return _CONFLICTS[action]
 
 
+# Deliberate movements: a customer told to hold still and wait for the instruction makes none.
+_DELIBERATE = frozenset({Action.TURN_LEFT, Action.TURN_RIGHT, Action.NOD, Action.OPEN_MOUTH})
+
+
+def forbidden_before(action: Action) -> frozenset[Action]:
+    """Actions that fail the attempt when they begin in the "hold still" pause before the
+    instruction for ``action`` appears: every deliberate movement, and ``action`` itself (a
+    recording performing it on its own schedule), except a blink, which nobody can hold back
+    for two seconds."""
+    return _DELIBERATE | ({action} - {Action.BLINK})
+
+
+# Seconds of "hold still" before each instruction appears, drawn per challenge with the plan.
+# A replayed recording does not know when the instruction comes: any deliberate movement in the
+# pause fails the attempt (``liveness.moved_before_prompt``). Long pauses catch more replays but
+# every second of them is a second the customer waits: see bench/eval_liveness.py.
+PAUSE = (0.4, 1.0)
+
+
 @dataclass(frozen=True, slots=True)
 class Challenge:
-    """One instruction with its time limit (seconds from when it is shown)."""
+    """One instruction with its time limit (seconds from when it is shown) and the "hold still"
+    pause (seconds) before it is shown."""
 
     action: Action
     time_limit: float
+    pause: float = 0.0
 
     def __post_init__(self) -> None:
         if self.time_limit <= 0:
             raise ValueError(f"time limit must be positive, got {self.time_limit}")
+        if not 0 <= self.pause <= 10:
+            raise ValueError(f"pause must be within 0–10 s, got {self.pause}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +130,25 @@ def draw_challenges(
     rng: Random | None = None,
     time_limit: float = 8.0,
     min_challenges: int = 3,
+    pause: tuple[float, float] = PAUSE,
 ) -> ChallengePlan:
-    """A fresh plan: ``n`` (≥ ``min_challenges``) challenges and a ``secrets`` nonce."""
+    """A fresh plan: ``n`` (≥ ``min_challenges``) challenges, each with a "hold still" pause
+    drawn uniformly from ``pause`` (seconds; ``(0, 0)``: none), and a ``secrets`` nonce.
+
+    Actions and pauses come from ``rng`` when given (tests, the seeded benchmark), otherwise
+    from the operating system's CSPRNG (:class:`secrets.SystemRandom`)."""
     if n < min_challenges:
         raise ValueError(f"at least {min_challenges} challenges are required, got {n}")
-    actions = draw_actions(n, vocabulary, rng)
+    low, high = pause
+    if not 0 <= low <= high:
+        raise ValueError(f"invalid pause range {pause}")
+    pick = rng or secrets.SystemRandom()
+    actions = draw_actions(n, vocabulary, pick)
     return ChallengePlan(
         nonce=secrets.token_urlsafe(16),
-        challenges=tuple(Challenge(a, time_limit) for a in actions),
+        challenges=tuple(
+            Challenge(a, time_limit, round(pick.uniform(low, high), 3)) for a in actions
+        ),
     )
 
 

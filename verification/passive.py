@@ -54,6 +54,13 @@ class PassiveConfig:
     min_parallax: float = 0.03  # nose off the plane's prediction, in IODs (sheet: < 0.01)
     frozen_span: float = 1.0  # seconds of identical frames / no landmark motion
     frozen_motion: float = 0.002  # mean landmark step below this (in IODs) = not moving
+    # Sensor noise jitters a still photo's landmarks ~0.01 IOD per frame, independently from
+    # frame to frame: the lag-1 autocorrelation of the face's position is ≈ 0 (−0.24…+0.07 over
+    # 8 s, −0.43…+0.35 in 3-s windows, on noisy stills of 17 frames of six real faces, σ 1.5 and
+    # 3); a live face sitting still sways smoothly (0.83–0.98 over the near-still clips s18,
+    # s20, d9; ≥ 0.43 in every 3-s window). Below this over the attempt: frozen.
+    frozen_autocorr: float = 0.3
+    frozen_min_frames: float = 40  # face frames needed before the autocorrelation is judged
     identity_min_similarity: float | None = None  # per model; None = check not configured
     pad_fail: float = 0.5  # median live score below: spoof
     pad_refer: float = 0.8  # below: uncertain
@@ -82,7 +89,7 @@ def _faces(samples: Iterable[Sample]) -> list[Sample]:
 def check_planarity(samples: Sequence[Sample], cfg: PassiveConfig) -> list[Finding]:
     """``liveness.planar_motion`` when the head turned but the face moved as a plane."""
     faces = _faces(samples)
-    turned = [s for s in faces if abs(_rel(s).yaw) >= cfg.min_turn_for_parallax]
+    turned = _held_turns(faces, cfg.min_turn_for_parallax)
     if not turned:
         return []
     frontal = min(faces, key=lambda s: abs(_rel(s).yaw))
@@ -100,18 +107,54 @@ def check_planarity(samples: Sequence[Sample], cfg: PassiveConfig) -> list[Findi
     return []
 
 
+def _held_turns(faces: Sequence[Sample], min_turn: float, run: int = 3) -> list[Sample]:
+    """Faces turned ≥ ``min_turn`` in runs of at least ``run`` consecutive frames: a head turn
+    or a turned sheet, not a one-frame pose glitch (dlib reads d12's "oh" as a 19° yaw)."""
+    kept: list[Sample] = []
+    current: list[Sample] = []
+    for s in [*faces, None]:
+        if s is not None and abs(_rel(s).yaw) >= min_turn:
+            current.append(s)
+            continue
+        if len(current) >= run:
+            kept += current
+        current = []
+    return kept
+
+
 def check_frozen(samples: Sequence[Sample], cfg: PassiveConfig) -> list[Finding]:
-    """``liveness.frozen`` when identical frames or motionless landmarks span too long."""
+    """``liveness.frozen`` when identical frames or motionless landmarks span too long, or when
+    the face's position only jitters like sensor noise (uncorrelated from frame to frame)."""
+    faces = _faces(samples)
     repeat = _longest(samples, _same_hash)
-    still = _longest(_faces(samples), lambda a, b: _step(a, b) < cfg.frozen_motion)
+    still = _longest(faces, lambda a, b: _step(a, b) < cfg.frozen_motion)
     span = max(repeat, still)
-    if span >= cfg.frozen_span:
+    autocorr = position_autocorrelation(faces) if len(faces) >= cfg.frozen_min_frames else None
+    white = autocorr is not None and autocorr < cfg.frozen_autocorr
+    if span >= cfg.frozen_span or white:
         detail: dict[str, float | str] = {
             "repeated_s": round(repeat, 2),
             "motionless_s": round(still, 2),
         }
+        if autocorr is not None:
+            detail["motion_autocorr"] = round(autocorr, 3)
         return [Finding("liveness.frozen", detail)]
     return []
+
+
+def position_autocorrelation(samples: Sequence[Sample]) -> float:
+    """Lag-1 autocorrelation of the face's position (mean of its 68 landmarks, x and y pooled)
+    over ``samples`` (faces only): ≈ 0 for a still picture whose landmarks only jitter with the
+    sensor noise, near 1 for a live head's smooth sway."""
+    marks = np.array([_marks(s).astype(np.float64) for s in samples])
+    if len(marks) < 3:
+        return 1.0
+    centre = marks.mean(axis=1)
+    centre -= centre.mean(axis=0)
+    power = float((centre * centre).sum())
+    if power <= 0:
+        return 0.0  # identical landmarks: no motion at all
+    return float((centre[1:] * centre[:-1]).sum() / power)
 
 
 def check_identity(similarities: Sequence[float], cfg: PassiveConfig) -> list[Finding]:

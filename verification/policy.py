@@ -8,6 +8,7 @@ silently reuse old ones: :meth:`Policy.thresholds` returns ``None`` and the deci
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,16 +78,7 @@ class Policy:
         model = self.models.get(model_key) if model_key else None
         if model is None:
             return self.passive
-        cfg = self.passive
-        return PassiveConfig(
-            min_turn_for_parallax=cfg.min_turn_for_parallax,
-            min_parallax=cfg.min_parallax,
-            frozen_span=cfg.frozen_span,
-            frozen_motion=cfg.frozen_motion,
-            identity_min_similarity=model.identity_min,
-            pad_fail=cfg.pad_fail,
-            pad_refer=cfg.pad_refer,
-        )
+        return dataclasses.replace(self.passive, identity_min_similarity=model.identity_min)
 
     def severity_of(self, service: str, code: str) -> Severity:
         """How ``code`` counts for ``service``; unknown codes refer (fail safe, not silent)."""

@@ -1,7 +1,9 @@
 """The attempt state machine: every transition, every timeout, order of actions, events.
 
 Frames are a real neutral face (SadTalker clip) edited like a customer following instructions
-(eyes squeezed shut, mouth dropped open) plus real head-turn frames of the same clip.
+(eyes squeezed shut, mouth dropped open) plus real head-turn frames of the same clip. Plans have
+no "hold still" pause unless a test gives one (``pause=``); the scripted customer waits half a
+second after each instruction (the attempt credits no onset sooner than ``min_reaction``).
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ S = AttemptState
 FPS = 10
 
 
-def plan(*actions: Action, limit: float = 5.0) -> ChallengePlan:
-    return ChallengePlan("n" * 22, tuple(Challenge(a, limit) for a in actions))
+def plan(*actions: Action, limit: float = 5.0, pause: float = 0.0) -> ChallengePlan:
+    return ChallengePlan("n" * 22, tuple(Challenge(a, limit, pause) for a in actions))
 
 
 def obs(pts: Points | None, size: tuple[int, int] | None = None) -> FrameObservation:
@@ -57,20 +59,28 @@ class Customer:
     def rest(self, frames: int = 3) -> list[EventKind]:
         return self.face(self.neutral, frames)
 
-    def do(self, action: Action) -> list[EventKind]:
-        before = self.rest(3)
+    def do(self, action: Action, wait: int = 5) -> list[EventKind]:
+        """``wait`` neutral frames (a human reaction), then ``action``, then back to rest."""
+        before = self.rest(wait)
+        return before + self.perform(action) + self.rest(2)
+
+    def perform(self, action: Action) -> list[EventKind]:
         if action is Action.BLINK:
-            return before + self.face(cd.eyes_closed(self.neutral), 2) + self.rest(2)
+            return self.face(cd.eyes_closed(self.neutral), 2)
         if action is Action.OPEN_MOUTH:
-            return before + self.face(cd.mouth_open(self.neutral), 5) + self.rest(2)
+            return self.face(cd.mouth_open(self.neutral), 5)
         if action is Action.SMILE:
-            return before + self.face(cd.smiling(self.neutral), 5) + self.rest(2)
+            return self.face(cd.smiling(self.neutral), 5)
+        if action is Action.NOD:
+            raise NotImplementedError("no real nod frame in the test clip")
         at = cd.TURN_LEFT_AT if action is Action.TURN_LEFT else cd.TURN_RIGHT_AT
-        return before + self.face(cd.real_face(at)[0], 3) + self.rest(2)
+        return self.face(cd.real_face(at)[0], 3)
 
 
-def started(*actions: Action, **config: float | bool) -> tuple[Attempt, Customer]:
-    attempt = Attempt(plan(*actions), AttemptConfig(**config))  # type: ignore[arg-type]
+def started(
+    *actions: Action, pause: float = 0.0, **config: float | bool
+) -> tuple[Attempt, Customer]:
+    attempt = Attempt(plan(*actions, pause=pause), AttemptConfig(**config))  # type: ignore[arg-type]
     attempt.start(0.0)
     customer = Customer(attempt)
     customer.rest(5)  # baseline
@@ -113,7 +123,7 @@ def test_three_challenges_met_in_order_lead_to_analysing_then_a_conclusion() -> 
     kinds = [e.kind for e in result.events]
     assert kinds == [
         EventKind.BASELINE_STARTED,
-        *[EventKind.CHALLENGE_SHOWN, EventKind.CHALLENGE_MET] * 3,
+        *[EventKind.HOLD, EventKind.CHALLENGE_SHOWN, EventKind.CHALLENGE_MET] * 3,
         EventKind.ANALYSING,
     ]
     assert [e.index for e in result.events if e.kind is EventKind.CHALLENGE_MET] == [0, 1, 2]
@@ -179,7 +189,7 @@ def test_the_next_challenges_action_done_early_does_not_count() -> None:
 def test_holding_the_pose_across_the_switch_does_not_answer_the_next_challenge() -> None:
     attempt, customer = started(Action.OPEN_MOUTH, Action.BLINK, Action.SMILE, strict_order=False)
     wide = cd.mouth_open(customer.neutral)
-    customer.rest(3)
+    customer.rest(5)
     customer.face(wide, 5)
     assert attempt.current == (1, Action.BLINK)
     attempt.plan = plan(Action.OPEN_MOUTH, Action.OPEN_MOUTH, Action.SMILE)  # same action next
@@ -279,3 +289,125 @@ def test_bad_observation_and_config_are_rejected() -> None:
         FrameObservation(0, 480)
     with pytest.raises(ValueError, match="timeouts"):
         AttemptConfig(max_face_gap=0)
+
+
+# -- "hold still" before each instruction, and the minimum reaction time -----------------------
+
+
+def test_the_instruction_appears_only_after_the_pause() -> None:
+    attempt, customer = started(Action.BLINK, Action.OPEN_MOUTH, Action.SMILE, pause=1.0)
+    held = attempt.result().challenges[0].held_from
+    assert held == customer.t and attempt.holding and attempt.current is None
+    hold = attempt.events[-1]
+    assert hold.kind is EventKind.HOLD and hold.index == 0
+    assert hold.action is None and hold.detail == "1.00"  # the action is not revealed early
+    customer.rest(9)
+    assert attempt.holding and attempt.current is None
+    kinds = customer.rest(1)
+    assert kinds == [EventKind.CHALLENGE_SHOWN] and attempt.current == (0, Action.BLINK)
+    assert not attempt.holding
+    first = attempt.result().challenges[0]
+    assert first.pause == 1.0 and first.shown_at == pytest.approx(held + 1.0)
+    customer.do(Action.BLINK)
+    assert attempt.holding and attempt.current is None  # the next pause
+    assert attempt.result().challenges[1].held_from == attempt.result().challenges[0].met_at
+
+
+def test_the_pause_ends_on_a_tick_when_frames_stop() -> None:
+    attempt, customer = started(Action.BLINK, pause=0.8)
+    assert attempt.tick(customer.t + 0.7) == []
+    events = attempt.tick(customer.t + 0.8)
+    assert [e.kind for e in events] == [EventKind.CHALLENGE_SHOWN]
+    assert events[0].action is Action.BLINK
+
+
+@pytest.mark.parametrize("moved", [Action.TURN_LEFT, Action.TURN_RIGHT, Action.OPEN_MOUTH])
+def test_a_deliberate_movement_in_the_pause_fails(moved: Action) -> None:
+    attempt, customer = started(Action.BLINK, Action.SMILE, Action.TURN_LEFT, pause=2.0)
+    kinds = customer.do(moved, wait=2)
+    assert EventKind.MOVED_BEFORE_PROMPT in kinds and EventKind.CHALLENGE_SHOWN not in kinds
+    assert attempt.state is S.FAILED
+    assert attempt.result().reason == "liveness.moved_before_prompt"
+    assert attempt.events[-1].action is None and attempt.events[-1].index == 0
+
+
+def test_the_coming_action_itself_in_the_pause_fails_but_a_blink_does_not() -> None:
+    attempt, customer = started(Action.SMILE, Action.BLINK, pause=2.0)
+    customer.do(Action.SMILE, wait=2)  # smiles before being asked to: a recording's timing
+    assert attempt.result().reason == "liveness.moved_before_prompt"
+
+    attempt, customer = started(Action.BLINK, Action.SMILE, pause=2.0)
+    customer.do(Action.BLINK, wait=2)  # natural blinks while waiting: harmless, not credited
+    customer.do(Action.SMILE, wait=2)  # smiling is fine while blink is the coming action
+    customer.rest(5)
+    assert attempt.state is S.CHALLENGE and attempt.current == (0, Action.BLINK)
+    customer.do(Action.BLINK)
+    assert attempt.current is None and attempt.holding  # met; the pause before the smile
+
+
+def test_a_movement_begun_in_the_pause_that_completes_after_the_prompt_fails() -> None:
+    attempt, customer = started(Action.TURN_LEFT, Action.BLINK, pause=1.0)
+    customer.rest(8)
+    turned = cd.real_face(cd.TURN_LEFT_AT)[0]
+    customer.face(turned, 1)  # onset in the last frame of the pause
+    assert attempt.holding
+    customer.face(turned, 2)  # the turn completes after the instruction appeared
+    assert attempt.state is S.FAILED
+    assert attempt.result().reason == "liveness.moved_before_prompt"
+
+
+def test_an_onset_faster_than_a_human_reaction_is_not_credited() -> None:
+    attempt, customer = started(Action.OPEN_MOUTH, Action.BLINK, min_reaction=0.45)
+    customer.perform(Action.OPEN_MOUTH)  # onset 0.1 s after the instruction
+    customer.rest(3)
+    assert attempt.current == (0, Action.OPEN_MOUTH)  # not credited
+    customer.do(Action.OPEN_MOUTH, wait=5)  # done again after a human delay: counts
+    assert attempt.current == (1, Action.BLINK)
+    met = attempt.result().challenges[0]
+    assert met.detection is not None and met.shown_at is not None
+    assert met.detection.start - met.shown_at >= 0.45
+
+
+def test_the_tail_of_the_previous_turn_in_the_pause_is_not_a_new_movement() -> None:
+    attempt, customer = started(Action.TURN_RIGHT, Action.BLINK, pause=1.5)
+    customer.rest(15)
+    turned = cd.real_face(cd.TURN_RIGHT_AT)[0]
+    customer.rest(5)
+    customer.face(turned, 2)
+    assert attempt.holding  # met: the pause before the blink began with the head still turned
+    # dlib's yaw dips inside one real turn: back near the centre for a frame, then turned again.
+    customer.face(customer.neutral, 1)
+    customer.face(turned, 3)
+    customer.rest(12)
+    assert attempt.state is S.CHALLENGE and attempt.current == (1, Action.BLINK)
+    # ... but the same turn long after the previous one was met is a new, unprompted movement.
+    attempt, customer = started(Action.TURN_RIGHT, Action.BLINK, pause=3.0, settle=0.5)
+    customer.rest(30)
+    customer.do(Action.TURN_RIGHT)
+    assert attempt.holding
+    customer.rest(8)
+    customer.face(turned, 3)
+    assert attempt.result().reason == "liveness.moved_before_prompt"
+
+
+def test_the_face_leaving_during_the_pause_fails() -> None:
+    attempt, customer = started(Action.BLINK, pause=3.0, max_face_gap=1.0)
+    assert attempt.holding
+    kinds = customer.face(None, 12)
+    assert EventKind.FACE_LOST in kinds and attempt.result().reason == "liveness.face_lost"
+    assert attempt.events[-1].action is None  # the action was never revealed
+
+
+def test_the_hold_still_rule_can_be_switched_off() -> None:
+    attempt, customer = started(Action.BLINK, Action.SMILE, pause=2.0, hold_still=False)
+    customer.do(Action.TURN_LEFT, wait=2)
+    assert attempt.state is S.CHALLENGE
+
+
+def test_bad_timing_config_is_rejected() -> None:
+    with pytest.raises(ValueError, match="min_reaction"):
+        AttemptConfig(min_reaction=-0.1)
+    with pytest.raises(ValueError, match="settle"):
+        AttemptConfig(settle=9.0)
+    with pytest.raises(ValueError, match="settle"):
+        AttemptConfig(aftermath=2.0, settle=1.5)  # the aftermath is part of the settling

@@ -13,11 +13,13 @@ import pytest
 from tests.verification import clipdata as cd
 from verification.challenges import (
     Action,
+    Challenge,
     Detection,
     detect,
     detect_all,
     draw_actions,
     draw_challenges,
+    forbidden_before,
     occurrences,
 )
 from verification.measures import Baseline, Relative, measure, relative
@@ -65,6 +67,28 @@ def test_plan_has_a_fresh_nonce_and_time_limits() -> None:
     a, b = draw_challenges(3), draw_challenges(3, time_limit=5.0)  # SystemRandom by default
     assert a.nonce != b.nonce and len(a.nonce) >= 16
     assert len(a.challenges) == 3 and {c.time_limit for c in b.challenges} == {5.0}
+
+
+def test_each_challenge_gets_a_random_hold_still_pause() -> None:
+    plans = [draw_challenges(3) for _ in range(50)]  # CSPRNG
+    pauses = [c.pause for p in plans for c in p.challenges]
+    assert all(0.4 <= x <= 1.0 for x in pauses) and len(set(pauses)) > 100
+    seeded = draw_challenges(3, rng=random.Random(4), pause=(1.0, 2.0))
+    again = draw_challenges(3, rng=random.Random(4), pause=(1.0, 2.0))
+    assert [c.pause for c in seeded.challenges] == [c.pause for c in again.challenges]
+    assert all(1.0 <= c.pause <= 2.0 for c in seeded.challenges)
+    assert {c.pause for c in draw_challenges(3, pause=(0.0, 0.0)).challenges} == {0.0}
+    with pytest.raises(ValueError, match="pause range"):
+        draw_challenges(3, pause=(1.0, 0.5))
+    with pytest.raises(ValueError, match="pause"):
+        Challenge(Action.BLINK, 5.0, -1.0)
+
+
+def test_what_may_not_begin_before_the_instruction() -> None:
+    big = {Action.TURN_LEFT, Action.TURN_RIGHT, Action.NOD, Action.OPEN_MOUTH}
+    assert forbidden_before(Action.BLINK) == big  # nobody holds back blinks
+    assert forbidden_before(Action.SMILE) == big | {Action.SMILE}
+    assert forbidden_before(Action.TURN_LEFT) == big
 
 
 @pytest.mark.parametrize("n", [0, 1, 2])

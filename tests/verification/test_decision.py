@@ -25,7 +25,7 @@ def passed_attempt() -> AttemptResult:
     attempt = Attempt(ChallengePlan("n" * 22, (Challenge(Action.BLINK, 5.0),)))
     attempt.start(0.0)
     pts, size = cd.real_face(cd.NEUTRAL_AT)
-    script = [pts] * 8 + [cd.eyes_closed(pts)] * 2 + [pts] * 2
+    script = [pts] * 9 + [cd.eyes_closed(pts)] * 2 + [pts] * 2
     for i, face in enumerate(script):
         attempt.observe((i + 1) / 10, FrameObservation(*size, face))
     assert attempt.state is AttemptState.ANALYSING

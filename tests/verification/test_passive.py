@@ -26,6 +26,7 @@ from verification.passive import (
     check_pad,
     check_planarity,
     nose_parallax,
+    position_autocorrelation,
 )
 from verification.types import Image, Points
 
@@ -147,7 +148,32 @@ def test_a_still_photo_with_sensor_noise_is_frozen_by_its_landmarks() -> None:
 
 @pytest.mark.parametrize("name", [cd.S18, cd.S20, cd.D9])
 def test_real_near_still_faces_are_not_frozen(name: str) -> None:
-    assert check_frozen(clip_samples(name), CFG) == []
+    samples = clip_samples(name)
+    assert check_frozen(samples, CFG) == []
+    faces = [s for s in samples if s.observation.landmarks68 is not None]
+    assert position_autocorrelation(faces) > 0.6  # a live head sways smoothly
+
+
+def test_a_noisy_still_photo_is_frozen_by_the_whiteness_of_its_jitter() -> None:
+    """Sensor noise on a real frame, re-landmarked each time: the jitter is big (> the motion
+    level) but uncorrelated from frame to frame."""
+    clip = cd.cached_clip(cd.S20)
+    image = cd.read_frame(cd.data_root() / cd.S20, 5.0)
+    rng = np.random.default_rng(5)
+    marker = cd.Landmarker()
+    marks: list[Points | None] = []
+    for _ in range(45):
+        noisy = np.clip(image + rng.normal(0, 1.5, image.shape), 0, 255).astype(np.uint8)
+        marks.append(marker.detect(noisy))
+    assert all(m is not None for m in marks) and clip.size == (image.shape[1], image.shape[0])
+    samples = samples_from(
+        [i / 10 for i in range(45)], marks, clip.size, [str(i) for i in range(45)]
+    )
+    (finding,) = check_frozen(samples, CFG)
+    assert finding.code == "liveness.frozen"
+    assert float(finding.detail["motionless_s"]) < 1.0  # the old motion level misses it
+    assert float(finding.detail["motion_autocorr"]) < 0.3
+    assert check_frozen(samples[:30], CFG) == []  # too few frames to judge
 
 
 # -- identity, PAD, camera -------------------------------------------------------------------

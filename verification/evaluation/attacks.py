@@ -346,7 +346,9 @@ class GenuinePresenter:
     still performing the previous action, finishes it and rests a moment at neutral first), then
     plays one of their segments for that action from its start to its end, then returns to their
     neutral segment (played forwards and backwards, so the motion stays continuous). A prompt
-    for an action the clip does not contain gets no answer (neutral frames).
+    for an action the clip does not contain gets no answer (neutral frames). During the attempt's
+    "hold still" pause before each instruction the screen shows no prompt (``None``): the person
+    finishes any movement under way, then rests at neutral, and never anticipates the action.
     """
 
     def __init__(

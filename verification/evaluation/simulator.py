@@ -52,6 +52,7 @@ class AttemptOutcome:
     match_score: float | None
     accepted: bool  # outcome == pass
     completed_at: float | None  # seconds from the first challenge shown to the last one met
+    completed_total: float | None  # from the end of the baseline (first "hold still") likewise
     decision_ms: float | None  # wall time from the last challenge met to the decision
     scoring_ms: float  # of which: embedding, comparing, PAD-scoring the best frames
     embedded_during_ms: float  # embedding done progressively during the challenges (if enabled)
@@ -152,6 +153,8 @@ def simulate(
     shown = [c.shown_at for c in result.challenges if c.shown_at is not None]
     met = [c.met_at for c in result.challenges if c.met_at is not None]
     completed = max(met) - min(shown) if result.liveness_passed and met and shown else None
+    held = [c.held_from for c in result.challenges if c.held_from is not None]
+    total = max(met) - min(held) if completed is not None and held else None
     final = attempt.result()
     return AttemptOutcome(
         kind=presenter.kind,
@@ -165,6 +168,7 @@ def simulate(
         match_score=decision.match_score,
         accepted=decision.outcome.value == "pass",
         completed_at=completed,
+        completed_total=total,
         decision_ms=decision_ms,
         scoring_ms=embed_ms,
         embedded_during_ms=embedded_ms,
