@@ -53,17 +53,28 @@ def test_top_k_mean_ignores_weak_frames_but_not_one_lucky_frame() -> None:
     assert match_score([], 3) is None
 
 
+def _around(level: float) -> tuple[float, float, float]:
+    return (level + 0.01, level, level - 0.005)  # top-3 mean just above ``level``
+
+
 @pytest.mark.parametrize(
-    ("similarities", "outcome", "codes"),
+    ("where", "outcome", "codes"),
     [
-        ((0.70, 0.65, 0.62), Outcome.PASS, ()),
-        ((0.50, 0.48, 0.47), Outcome.REFER, ("match.borderline",)),
-        ((0.30, 0.25, 0.20), Outcome.FAIL, ("match.below_threshold",)),
+        ("above_pass", Outcome.PASS, ()),
+        ("between", Outcome.REFER, ("match.borderline",)),
+        ("below_refer", Outcome.FAIL, ("match.below_threshold",)),
     ],
 )
 def test_match_score_against_the_service_thresholds(
-    similarities: tuple[float, ...], outcome: Outcome, codes: tuple[str, ...]
+    where: str, outcome: Outcome, codes: tuple[str, ...]
 ) -> None:
+    limits = POLICY.thresholds("pin_change", DLIB)
+    assert limits is not None and limits.refer < limits.accept
+    similarities = {
+        "above_pass": _around(limits.accept + 0.02),
+        "between": _around((limits.accept + limits.refer) / 2),
+        "below_refer": _around(limits.refer - 0.05),
+    }[where]
     decision = decide("pin_change", passed_attempt(), [], MatchInput(DLIB, similarities), POLICY)
     assert decision.outcome is outcome and decision.codes == codes
     assert decision.policy_version == POLICY.version and decision.model_key == DLIB
@@ -71,7 +82,10 @@ def test_match_score_against_the_service_thresholds(
 
 
 def test_services_differ() -> None:
-    match = MatchInput(DLIB, (0.50, 0.50, 0.50))
+    strict, loose = POLICY.thresholds("ukey_reset", DLIB), POLICY.thresholds("consultation", DLIB)
+    assert strict is not None and loose is not None and loose.accept < strict.accept
+    level = (loose.accept + strict.accept) / 2
+    match = MatchInput(DLIB, (level, level, level))
     assert decide("consultation", passed_attempt(), [], match, POLICY).outcome is Outcome.PASS
     assert decide("ukey_reset", passed_attempt(), [], match, POLICY).outcome is Outcome.REFER
 
