@@ -299,15 +299,26 @@ async def test_advisor_verifies_the_customer_and_only_the_advisor_sees_the_evide
     )
     print("customer panel history:", *logs["customer"], sep="\n  ")
 
-    # The customer was given challenge instructions, and the progress moved on both pages.
+    # The customer was guided step by step: first "look at the camera", then "hold still" before
+    # an instruction (its action is not revealed yet) and the instructions themselves. A looping
+    # clip cannot listen, so it is a replay: the server may rightly stop it when it moves during
+    # a "hold still" pause (``liveness.moved_before_prompt``) before any instruction is shown.
     instructions = [e["instruction"] for e in logs["customer"]]
+    assert catalogue["verify.instruction.baseline"] in instructions, instructions
+    phases = [m["phase"] for m in progress]
+    assert "hold" in phases, timeline(progress)
+    assert catalogue["verify.instruction.hold"] in instructions, instructions
     shown = [challenge_texts[i] for i in instructions if i in challenge_texts]
-    assert shown, f"no challenge instruction on the customer's page: {instructions}"
-    assert shown[0] == drawn[0], (shown, drawn)
+    if shown:
+        assert shown[0] == drawn[0], (shown, drawn)
+    else:
+        assert "liveness.moved_before_prompt" in result["reasons"], (result, instructions)
+    met = max((m["met"] for m in progress), default=0)
     for who, log in logs.items():
-        advanced = max(max(e["done"] for e in log), max(1 if e["progress"] > 0 else 0 for e in log))
-        assert advanced, f"{who}: the progress never moved ({result['reasons']}): {log}"
-    assert progress and progress[-1]["met"] >= 1, timeline(progress)
+        done = max(e["done"] for e in log)
+        assert done == met or (outcome == "pass" and done == len(drawn)), (who, log, met)
+    if outcome == "pass":
+        assert met == len(drawn), timeline(progress)
 
     # ---- the advisor's evidence ----------------------------------------------------------
     assert result["best_frame_url"], result
