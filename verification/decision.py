@@ -117,8 +117,11 @@ def decide(
     policy: Policy,
 ) -> Decision:
     """The decision for ``service`` from the attempt, its passive findings and the match."""
+    failed = _attempt_findings(attempt)
     matched, score, limits = _match_findings(match, service, policy)
-    findings = [*_attempt_findings(attempt), *passive, *matched]
+    if failed and match is None:
+        matched = []  # liveness already failed: no face was compared, say that reason alone
+    findings = [*failed, *passive, *matched]
     reasons = tuple(Reason(f.code, policy.severity_of(service, f.code), f.detail) for f in findings)
     severities = {r.severity for r in reasons}
     outcome = (

@@ -96,6 +96,12 @@ def test_a_failed_liveness_attempt_fails_with_its_reason() -> None:
     assert decision.codes[0] == "liveness.baseline_timeout"
 
 
+def test_a_failed_liveness_attempt_is_not_also_reported_as_missing_a_match() -> None:
+    decision = decide("pin_change", timed_out_attempt(), [], None, POLICY)
+    assert decision.outcome is Outcome.FAIL
+    assert decision.codes == ("liveness.baseline_timeout",)
+
+
 @pytest.mark.parametrize(
     ("finding", "outcome"),
     [
