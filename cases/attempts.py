@@ -22,6 +22,7 @@ class AttemptRecord:
     public_id: str
     case_id: int
     customer_id: int
+    advisor_id: int | None
     state: str
     best_frame_blob_key: str | None
     evidence_blob_key: str | None
@@ -44,6 +45,7 @@ def _record(row: VerificationAttempt) -> AttemptRecord:
         row.public_id,
         row.case_id,
         row.customer_id,
+        row.advisor_id,
         row.state,
         row.best_frame_blob_key,
         row.evidence_blob_key,

@@ -166,16 +166,6 @@ class CaseStore:
             s.add(ChatMessage(case_id=case_id, sender=sender, text=text, sent_at=now))
         return now
 
-    async def chat(self, case_id: int) -> list[tuple[str, str, datetime]]:
-        """The chat of a case: (sender, text, time), oldest first."""
-        async with self._db.session() as s:
-            rows = await s.execute(
-                select(ChatMessage.sender, ChatMessage.text, ChatMessage.sent_at)
-                .where(ChatMessage.case_id == case_id)
-                .order_by(ChatMessage.id)
-            )
-            return [(r[0], r[1], r[2]) for r in rows]
-
     async def recover(self) -> int:
         """After a restart no call or queue survives: close what was left open."""
         count = 0

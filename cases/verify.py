@@ -154,10 +154,6 @@ class VerifyDesk:
         """Re-read the challenge vocabulary from ``config`` (after a settings change)."""
         self._vocabulary = tuple(Action(v) for v in self.config.vocabulary) or tuple(Action)
 
-    def is_running(self, case_public_id: str) -> bool:
-        """Whether an attempt is in progress in this call."""
-        return case_public_id in self._running
-
     async def start(self, target: VerifyTarget) -> None:
         """Start an attempt, or raise :class:`VerifyRefused` naming why not."""
         if target.case_public_id in self._running:

@@ -32,23 +32,6 @@ def _to_rgb(frame: VideoFrame, max_width: int) -> npt.NDArray[np.uint8]:
     return np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
 
 
-async def tap_frames(
-    latest: Callable[[], VideoFrame | None],
-    rate: float,
-    *,
-    max_width: int = 640,
-    clock: Callable[[], float] = time.monotonic,
-) -> AsyncIterator[TappedFrame]:
-    """Yield each new frame from ``latest()`` at most ``rate`` times a second.
-
-    A frame already yielded (the same object) is skipped; the consumer's own processing time
-    counts against the period, so a slow consumer lowers the rate instead of building a backlog.
-    """
-    async for tapped in tap_or_idle(latest, rate, max_width=max_width, clock=clock):
-        if tapped is not None:
-            yield tapped
-
-
 async def tap_or_idle(
     latest: Callable[[], VideoFrame | None],
     rate: float,
@@ -56,10 +39,11 @@ async def tap_or_idle(
     max_width: int = 640,
     clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[TappedFrame | None]:
-    """As :func:`tap_frames`, but yields None for a period without a new frame.
+    """Yield each new frame from ``latest()`` at most ``rate`` times a second, or None for a
+    period without a new frame (a consumer with timeouts notices that video stopped).
 
-    A consumer with timeouts (a verification attempt) uses the None to notice that video
-    stopped.
+    A frame already yielded (the same object) is skipped; the consumer's own processing time
+    counts against the period, so a slow consumer lowers the rate instead of building a backlog.
     """
     period = 1.0 / rate
     last: VideoFrame | None = None

@@ -55,15 +55,6 @@ def _live_scores(items: list[tuple[Image, Face]]) -> list[float | None]:
     return [engine.live_score(image, face) for image, face in items]
 
 
-def _compare(template: Template, vectors: list[Vector]) -> list[float]:
-    engine = _engine()
-    return [engine.compare(template, v) for v in vectors]
-
-
-def _similarity(a: Vector, b: Vector) -> float:
-    return _engine().embedder.similarity(a, b)
-
-
 def _frame_scores(template: Template, vectors: list[Vector]) -> FrameScores:
     return similarities_to(_engine(), template, vectors)
 
@@ -118,14 +109,6 @@ class EngineService:
     async def live_scores(self, items: list[tuple[Image, Face]]) -> list[float | None]:
         """Presentation-attack live scores (None without a PAD model)."""
         return await self._run(_live_scores, items)
-
-    async def compare(self, template: Template, vectors: list[Vector]) -> list[float]:
-        """Similarities of embeddings to a reference template."""
-        return await self._run(_compare, template, vectors)
-
-    async def similarity(self, a: Vector, b: Vector) -> float:
-        """Similarity of two embeddings of this engine."""
-        return await self._run(_similarity, a, b)
 
     async def frame_scores(self, template: Template, vectors: list[Vector]) -> FrameScores:
         """Similarities of embeddings to the reference, and of the frames to each other."""

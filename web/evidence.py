@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import select
 
+from cases.attempts import AttemptRecord, AttemptStore
 from store.errors import BlobNotFound
-from store.models import VerificationAttempt
 from web.keys import BANKING, BLOBS, DB, ENGINE
 from web.middleware import json_error
 from web.pages import current_staff
@@ -15,14 +14,9 @@ routes = web.RouteTableDef()
 REVIEW_ROLES = frozenset({"advisor", "supervisor", "auditor"})
 
 
-async def _attempt(request: web.Request) -> VerificationAttempt:
+async def _attempt(request: web.Request) -> AttemptRecord:
     staff = await current_staff(request, REVIEW_ROLES)
-    async with request.app[DB].session() as s:
-        row = await s.scalar(
-            select(VerificationAttempt).where(
-                VerificationAttempt.public_id == request.match_info["attempt_id"]
-            )
-        )
+    row = await AttemptStore(request.app[DB]).get(request.match_info["attempt_id"])
     if row is None:
         raise web.HTTPNotFound(text="no such attempt")
     if staff.role == "advisor" and row.advisor_id != staff.id:

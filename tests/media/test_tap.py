@@ -9,7 +9,7 @@ import numpy as np
 from av import VideoFrame
 
 from media.call import CallManager
-from media.tap import tap_frames
+from media.tap import tap_or_idle
 from tests.media.peers import RED, ClientPeer, close_to
 from tests.media.test_call import connected_pair
 
@@ -19,8 +19,9 @@ async def test_tap_yields_the_customers_video_as_rgb(
 ) -> None:
     call, _, _ = await connected_pair(manager, clients, [])
     frames = []
-    async for tapped in tap_frames(call.latest_customer_frame, rate=10):
-        frames.append(tapped)
+    async for tapped in tap_or_idle(call.latest_customer_frame, rate=10):
+        if tapped is not None:
+            frames.append(tapped)
         if len(frames) == 5:
             break
     assert all(f.rgb.dtype == np.uint8 and f.rgb.shape[2] == 3 for f in frames)
@@ -36,8 +37,9 @@ async def test_tap_skips_a_frame_it_has_already_given_and_downscales() -> None:
     got = []
 
     async def consume() -> None:
-        async for tapped in tap_frames(lambda: current[0], rate=50):
-            got.append(tapped)
+        async for tapped in tap_or_idle(lambda: current[0], rate=50):
+            if tapped is not None:
+                got.append(tapped)
 
     task = asyncio.create_task(consume())
     await asyncio.sleep(0.05)

@@ -38,11 +38,15 @@ async def test_enrol_analyse_and_compare_across_the_process(
     assert analysis.face is not None and analysis.face.landmarks68 is not None
     assert tracker.box is not None  # the stream's tracker comes back updated
 
-    (same,) = await service.compare(template, await service.embed([(frame, analysis.face)]))
+    same_scores = await service.frame_scores(
+        template, await service.embed([(frame, analysis.face)])
+    )
+    (same,) = same_scores.similarities
     biden = decode_image((folder / "biden/biden.jpg").read_bytes())
     other, _ = await service.analyse(biden, Tracker())
     assert other.face is not None
-    (different,) = await service.compare(template, await service.embed([(biden, other.face)]))
+    other_scores = await service.frame_scores(template, await service.embed([(biden, other.face)]))
+    (different,) = other_scores.similarities
     assert same > 0.4 > different
 
 
