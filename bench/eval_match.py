@@ -35,15 +35,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from verification.backends.flip import combine_flip, flip_info, mirror_view
 from verification.evaluation.calibrate import write_thresholds
 from verification.evaluation.matching import (
     FAILED_SCORE,
     Pair,
-    combine_flip,
     detect_all,
     identity_fold,
     load_pairs,
-    mirror_view,
     pair_scores,
     read_rgb,
     summarise,
@@ -262,12 +261,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["calibration"] = _calibrate(args, views, scores, genuine)
     if args.write_policy is not None:
         by_model = {
-            views[c].embedder.info.key: (scores[c][genuine], scores[c][~genuine])
+            _model_key(views, c): (scores[c][genuine], scores[c][~genuine])
             for c in args.calibrate_configs
         }
         written = update_policy(args.write_policy, by_model, PAIRS)
         report["policy"] = {"file": str(args.write_policy), "version": written["version"]}
     return report
+
+
+def _model_key(views: dict[str, Views], config: str) -> str:
+    """The key of the embedder the server builds for ``config`` (``…+flip``: ``FlipEmbedder``)."""
+    base = config.removesuffix("+flip")
+    info = views[base].embedder.info
+    return (flip_info(info) if config != base else info).key
 
 
 def _calibrate(
@@ -276,7 +282,7 @@ def _calibrate(
     scores: dict[str, Scores],
     genuine: npt.NDArray[np.bool_],
 ) -> dict[str, Any]:
-    """Thresholds at ``--target-fmr`` for the engine's own configurations (no flip)."""
+    """Thresholds at ``--target-fmr`` for the engine's own configurations."""
     entries: dict[str, dict[str, Any]] = {}
     for config in args.calibrate_configs:
         values = scores[config]
@@ -285,7 +291,7 @@ def _calibrate(
             values[~genuine],
             threshold_at_fmr(values[~genuine], args.target_fmr),
         )
-        entries[views[config].embedder.info.key] = {**point.as_dict(), "configuration": config}
+        entries[_model_key(views, config)] = {**point.as_dict(), "configuration": config}
     write_thresholds(args.calibrate, entries, args.target_fmr, PAIRS)
     return {"file": str(args.calibrate), "thresholds": entries}
 
@@ -329,7 +335,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="policy file to set thresholds in, at each service's FMR",
     )
     parser.add_argument(
-        "--calibrate-configs", nargs="+", default=["dlib@dlib", "mobilefacenet@yunet"]
+        "--calibrate-configs",
+        nargs="+",
+        default=["dlib@dlib", "mobilefacenet@yunet", "mobilefacenet@yunet+flip"],
     )
     args = parser.parse_args(argv)
     args.fusions = [

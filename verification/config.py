@@ -81,10 +81,12 @@ def _models_file(models_dir: Path | None, relative: str) -> Path:
     return models_dir / relative
 
 
-def _onnx_embedder(models_dir: Path | None) -> FaceEmbedder:
+def _onnx_embedder(models_dir: Path | None, *, flip: bool = False) -> FaceEmbedder:
+    from verification.backends.flip import FlipEmbedder
     from verification.backends.onnx_arcface import ArcFaceEmbedder
 
-    return ArcFaceEmbedder(_models_file(models_dir, ARCFACE_FILE))
+    embedder = ArcFaceEmbedder(_models_file(models_dir, ARCFACE_FILE))
+    return FlipEmbedder(embedder) if flip else embedder
 
 
 def _pad(models_dir: Path | None) -> PadModel | None:
@@ -101,8 +103,9 @@ def build_engine(
     """A ready engine.
 
     * ``dlib`` (default): HOG detector, dlib landmarks and embedder; needs only PyPI packages.
-    * ``onnx``: YuNet detector + ArcFace-style embedder (MobileFaceNet) from ``models_dir``,
-      dlib 68-point landmarks (liveness needs them).
+    * ``onnx``: YuNet detector + ArcFace-style embedder (MobileFaceNet) from ``models_dir`` with
+      flip averaging (the best configuration measured by bench/eval_match.py), dlib 68-point
+      landmarks (liveness needs them).
     * ``fused``: dlib detector and landmarks, embeddings of dlib **and** the ONNX embedder with
       z-normalised score fusion (``FusedEmbedder``).
 
@@ -118,7 +121,7 @@ def build_engine(
         from verification.backends.yunet import YuNetDetector
 
         detector: FaceDetector = YuNetDetector(_models_file(models_dir, YUNET_FILE))
-        embedder: FaceEmbedder = _onnx_embedder(models_dir)
+        embedder: FaceEmbedder = _onnx_embedder(models_dir, flip=True)
     else:
         detector = DlibDetector(landmarks=landmarks)
         embedder = DlibEmbedder()

@@ -11,6 +11,7 @@ import pytest
 
 from verification.align import ARCFACE_TEMPLATE, align_face, similarity_transform
 from verification.backends.dlib_backend import LANDMARKS_5, LANDMARKS_68, RESNET, dlib_model_path
+from verification.backends.flip import FlipEmbedder, mirror_face
 from verification.backends.fused import FusedEmbedder, ScoreNorm
 from verification.backends.minifasnet import MiniFasNetPad
 from verification.backends.onnx_arcface import (
@@ -119,6 +120,24 @@ def test_arcface_embeddings_separate_people(onnx_engine: FaceEngine, photo: Phot
         assert similarity(vectors[names[0]], vectors[other]) < threshold, other
 
 
+def test_flip_averaging_sees_a_face_and_its_mirror_image_alike(
+    models_dir: Path, onnx_engine: FaceEngine, photo: Photo
+) -> None:
+    plain = ArcFaceEmbedder(models_dir / ARCFACE_FILE)
+    flip = FlipEmbedder(plain)
+    assert flip.info.key == plain.info.key.replace("MobileFaceNet@", "MobileFaceNet+flip@")
+    assert onnx_engine.embedder.info.key == flip.info.key  # the onnx engine uses it
+    image = photo("obama/obama.jpg")
+    face = only_face(onnx_engine, image)
+    mirror = np.ascontiguousarray(image[:, ::-1])
+    mirrored = mirror_face(face, image.shape[1])
+    # One view differs from its mirror image; the mean of both views does not.
+    assert plain.similarity(plain.embed(image, face), plain.embed(mirror, mirrored)) < 0.98
+    vector = flip.embed(image, face)
+    assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-4)
+    assert flip.similarity(vector, flip.embed(mirror, mirrored)) > 0.999
+
+
 def test_arcface_preprocessing_is_chosen_by_file(models_dir: Path, tmp_path: Path) -> None:
     embedder = ArcFaceEmbedder(models_dir / ARCFACE_FILE)
     assert embedder.preprocessing is IMAGENET
@@ -179,9 +198,10 @@ def test_minifasnet_on_dlib_boxes_still_separates(
 
 
 def test_fused_embedder_z_normalises_and_splits(
-    dlib_engine: FaceEngine, onnx_engine: FaceEngine, photo: Photo
+    dlib_engine: FaceEngine, onnx_engine: FaceEngine, models_dir: Path, photo: Photo
 ) -> None:
-    fused = FusedEmbedder([dlib_engine.embedder, onnx_engine.embedder])
+    arcface = ArcFaceEmbedder(models_dir / ARCFACE_FILE)
+    fused = FusedEmbedder([dlib_engine.embedder, arcface])
     assert fused.info.backend == "fused"
     vectors = {}
     for name in ("obama/obama.jpg", "obama/obama2.jpg", "biden/biden.jpg"):
@@ -192,4 +212,4 @@ def test_fused_embedder_z_normalises_and_splits(
     other = fused.similarity(vectors["obama/obama.jpg"], vectors["biden/biden.jpg"])
     assert same > 5.3 > 2.0 > other  # 5.2 ≈ FMR 0.1% on lfw_subset; impostors ≈ 0 ± 1.4
     with pytest.raises(ValueError, match="ScoreNorm"):
-        FusedEmbedder([dlib_engine.embedder, onnx_engine.embedder], [ScoreNorm(128, 0, 1)])
+        FusedEmbedder([dlib_engine.embedder, arcface], [ScoreNorm(128, 0, 1)])

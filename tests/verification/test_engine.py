@@ -135,7 +135,7 @@ def test_onnx_engine_enrols_and_scores_pad(
     onnx_engine: FaceEngine, data_dir: Path, photo: Photo
 ) -> None:
     template = onnx_engine.enrol(photo_bytes(data_dir, "obama/obama2.jpg"))
-    assert template.model_key.startswith("onnx-arcface/MobileFaceNet@")
+    assert template.model_key.startswith("onnx-arcface/MobileFaceNet+flip@")
     image = photo("obama/obama1.jpg")
     face = onnx_engine.analyse(image).face
     assert face is not None

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from verification.backends.flip import combine_flip, mirror_face
 from verification.evaluation.calibrate import calibrate, write_thresholds
 from verification.evaluation.matching import (
     FAILED_SCORE,
     Pair,
-    combine_flip,
     identity_fold,
-    mirror_face,
     pair_scores,
 )
 from verification.evaluation.metrics import (

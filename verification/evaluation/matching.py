@@ -23,13 +23,14 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from verification.backends.flip import combine_flip, mirror_view
 from verification.evaluation.metrics import (
     Scores,
     best_accuracy,
     equal_error_rate,
     fnmr_at_fmr,
 )
-from verification.types import Box, Face, FaceDetector, FaceEmbedder, Image, Vector
+from verification.types import Face, FaceDetector, FaceEmbedder, Image, Vector
 
 logger = logging.getLogger(__name__)
 
@@ -90,30 +91,6 @@ def central_face(faces: Sequence[Face], width: int, height: int) -> Face | None:
         return float(np.hypot(cx - width / 2, cy - height / 2))
 
     return min(faces, key=distance)
-
-
-def mirror_face(face: Face, width: int) -> Face:
-    """``face`` in the horizontally mirrored image (5 points re-ordered image-left first)."""
-    box = face.box
-    mirrored = Box(width - box.x - box.w, box.y, box.w, box.h, box.score)
-    points = face.landmarks5.copy()
-    points[:, 0] = width - 1 - points[:, 0]
-    reordered = points[[1, 0, 2, 4, 3]].astype(np.float32)
-    return Face(mirrored, reordered)
-
-
-def mirror_view(embedder: FaceEmbedder, image: Image, face: Face) -> Vector:
-    """The embedding of ``face`` taken from the horizontally mirrored image."""
-    mirror = np.ascontiguousarray(image[:, ::-1])
-    return embedder.embed(mirror, mirror_face(face, image.shape[1]))
-
-
-def combine_flip(plain: Vector, mirrored: Vector) -> Vector:
-    """The mean of the two views (re-normalised when the embedder's vectors are unit length)."""
-    mean = (plain.astype(np.float64) + mirrored.astype(np.float64)) / 2
-    if abs(float(np.linalg.norm(plain)) - 1.0) < 1e-3:
-        mean /= max(float(np.linalg.norm(mean)), 1e-12)
-    return mean.astype(np.float32)
 
 
 def embed_face(embedder: FaceEmbedder, image: Image, face: Face, flip: bool) -> Vector:
