@@ -255,7 +255,8 @@ class VerifyDesk:
                 events = await asyncio.to_thread(run.attempt.observe, loop.time(), observation)
                 if any(e.kind is EventKind.CHALLENGE_SHOWN for e in events):
                     self._embed_ahead(run)
-                guidance = analysis.quality.message_keys[0] if analysis.issues else None
+                keys = analysis.quality.message_keys if analysis.issues else ()
+                guidance = keys[0] if keys else run.attempt.baseline_guidance
                 if guidance != run.guidance:
                     run.guidance = guidance
                     events = [*events, None]  # type: ignore[list-item]

@@ -157,6 +157,36 @@ class FrameObservation:
             raise ValueError(f"landmarks68 must be (68, 2), got {self.landmarks68.shape}")
 
 
+NEUTRAL_FACE_GUIDANCE = "verify.guide.neutral_face"
+
+
+@dataclass(frozen=True, slots=True)
+class NeutralLimits:
+    """What a neutral face is, in absolute measures (dlib landmarks, measured on the clips of
+    ``liveness_video``: neutral mouth width 0.75–0.92 of the inter-ocular distance, grins
+    1.0–1.1; closed mouths MAR < 0.1, talking 0.2–0.3, an "O" 0.6–0.75).
+
+    The baseline is the median of a window of frames; a window outside these limits (a grin,
+    an open mouth, the head turned or tilted, the eyes shut) is not taken: challenges are
+    detected relative to the baseline, so a smiling baseline could never show a smile."""
+
+    max_yaw: float = 20.0
+    max_pitch: float = 25.0
+    max_mar: float = 0.30
+    max_smile: float = 0.95
+    min_ear: float = 0.12
+
+    def accepts(self, base: Baseline) -> bool:
+        """True when ``base`` is a neutral face."""
+        return (
+            abs(base.yaw) <= self.max_yaw
+            and abs(base.pitch) <= self.max_pitch
+            and base.mar <= self.max_mar
+            and base.smile <= self.max_smile
+            and base.ear >= self.min_ear
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class AttemptConfig:
     """Timing rules of an attempt (seconds)."""
@@ -175,6 +205,7 @@ class AttemptConfig:
     # wide-open mouth closing throws dlib's yaw past a turn for a frame or two: d12).
     aftermath: float = 0.5
     detectors: DetectorConfig = field(default_factory=DetectorConfig)
+    neutral: NeutralLimits = field(default_factory=lambda: NeutralLimits())
 
     def __post_init__(self) -> None:
         if self.baseline_frames < 1:
@@ -248,6 +279,7 @@ class Attempt:
         self._last_face: float | None = None
         self._baseline: Baseline | None = None
         self._pending: list[FrameMeasures] = []
+        self._not_neutral = False  # the last baseline window was not a neutral face
         self._window: list[Relative] = []
         self._holding = False
         self._held: dict[int, float] = {}
@@ -260,6 +292,13 @@ class Attempt:
     def state(self) -> AttemptState:
         """The current state."""
         return self._state
+
+    @property
+    def baseline_guidance(self) -> str | None:
+        """The instruction to show while the baseline waits for a neutral face, else None."""
+        if self._state is S.BASELINE and self._not_neutral:
+            return NEUTRAL_FACE_GUIDANCE
+        return None
 
     @property
     def current(self) -> tuple[int, Action] | None:
@@ -381,10 +420,18 @@ class Attempt:
         self._emit(t, kind, reason or "")
 
     def _collect_baseline(self, t: float, measures: FrameMeasures) -> None:
+        """Take the latest ``baseline_frames`` faces as the baseline once they are neutral."""
         self._pending.append(measures)
-        if len(self._pending) >= self.config.baseline_frames:
-            self._baseline = Baseline.from_frames(self._pending)
-            self._hold(0, t)
+        if len(self._pending) < self.config.baseline_frames:
+            return
+        del self._pending[: -self.config.baseline_frames]
+        candidate = Baseline.from_frames(self._pending)
+        if not self.config.neutral.accepts(candidate):
+            self._not_neutral = True
+            return
+        self._not_neutral = False
+        self._baseline = candidate
+        self._hold(0, t)
 
     def _hold(self, index: int, t: float) -> None:
         """Start the pause before challenge ``index`` (shown at once when its pause is 0)."""
@@ -464,7 +511,8 @@ class Attempt:
     def _check_timeouts(self, t: float) -> None:
         cfg = self.config
         if self._state is S.BASELINE and t - self._since > cfg.baseline_timeout:
-            self._finish(S.TIMED_OUT, t, "liveness.baseline_timeout", EventKind.BASELINE_TIMED_OUT)
+            reason = "liveness.not_neutral" if self._not_neutral else "liveness.baseline_timeout"
+            self._finish(S.TIMED_OUT, t, reason, EventKind.BASELINE_TIMED_OUT)
         elif self._state is S.CHALLENGE:
             last_face = max(self._last_face or self._since, self._since)
             challenge = self.plan.challenges[self._index]

@@ -124,8 +124,10 @@ def _held_turns(faces: Sequence[Sample], min_turn: float, run: int = 3) -> list[
 
 def check_frozen(samples: Sequence[Sample], cfg: PassiveConfig) -> list[Finding]:
     """``liveness.frozen`` when identical frames or motionless landmarks span too long, or when
-    the face's position only jitters like sensor noise (uncorrelated from frame to frame)."""
-    faces = _faces(samples)
+    the face's position only jitters like sensor noise (uncorrelated from frame to frame).
+
+    Landmarks only: it also judges the frames of an attempt that never got a baseline."""
+    faces = [s for s in samples if s.observation.landmarks68 is not None]
     repeat = _longest(samples, _same_hash)
     still = _longest(faces, lambda a, b: _step(a, b) < cfg.frozen_motion)
     span = max(repeat, still)

@@ -26,6 +26,7 @@ from verification.attempt import (
 )
 from verification.challenges import Action, Challenge, ChallengePlan
 from verification.errors import VerificationError
+from verification.measures import measure
 from verification.types import Points
 
 S = AttemptState
@@ -216,6 +217,42 @@ def test_baseline_timeout_without_a_face() -> None:
     events = attempt.tick(3.1)
     assert [e.kind for e in events] == [EventKind.BASELINE_TIMED_OUT]
     assert attempt.state is S.TIMED_OUT and attempt.result().reason == "liveness.baseline_timeout"
+
+
+def test_a_grin_is_not_taken_as_the_baseline_and_the_customer_is_told_to_relax() -> None:
+    attempt = Attempt(plan(Action.SMILE, Action.BLINK, Action.OPEN_MOUTH))
+    customer = Customer(attempt)
+    attempt.start(0.0)
+    grin = cd.smiling(customer.neutral)
+    assert customer.face(grin, 8) == []
+    assert attempt.state is S.BASELINE
+    assert attempt.baseline_guidance == "verify.guide.neutral_face"
+    kinds = customer.rest(5)  # the window slides: five neutral frames make the baseline
+    assert EventKind.CHALLENGE_SHOWN in kinds and attempt.baseline_guidance is None
+    baseline = attempt.result().baseline
+    grin_width = measure(grin, *customer.size).smile
+    assert baseline is not None and baseline.smile < grin_width / 1.15
+    # Measured against the neutral face, the same grin now counts as the smile asked for.
+    assert EventKind.CHALLENGE_MET in customer.rest(5) + customer.perform(Action.SMILE)
+
+
+@pytest.mark.parametrize(
+    "pose",
+    ["grin", "mouth_open", "turned"],
+)
+def test_a_face_that_never_relaxes_times_out_as_not_neutral(pose: str) -> None:
+    attempt = Attempt(plan(Action.SMILE, Action.BLINK, Action.OPEN_MOUTH))
+    customer = Customer(attempt)
+    attempt.start(0.0)
+    face = {
+        "grin": cd.smiling(customer.neutral),
+        "mouth_open": cd.mouth_open(customer.neutral),
+        "turned": cd.real_face(cd.TURN_LEFT_AT)[0],
+    }[pose]
+    customer.face(face, 60)
+    attempt.tick(customer.t + 0.1)
+    assert attempt.state is S.TIMED_OUT
+    assert attempt.result().reason == "liveness.not_neutral"
 
 
 @pytest.mark.parametrize("index", [0, 1, 2])

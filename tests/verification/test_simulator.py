@@ -112,8 +112,12 @@ def test_attacks_are_refused(
     outcome = simulate(engine, reference, presenter, vocabulary, rng, policy=POLICY, time_limit=4.0)
     assert not outcome.accepted, outcome
     assert outcome.outcome == "fail" and outcome.stopped_by, outcome
-    if kind in ("photo_moved", "screen_photo"):
+    if kind == "screen_photo":
         assert PASSIVE & set(outcome.reasons), outcome.reasons
+    if kind == "photo_moved":
+        # A sheet swinging from −30° to +30° seldom shows a neutral face for half a second:
+        # either no baseline is taken, or the turns it makes are named planar.
+        assert (PASSIVE | {"liveness.not_neutral"}) & set(outcome.reasons), outcome.reasons
     if kind == "other_person" and outcome.liveness_passed:
         assert "match.below_threshold" in outcome.reasons, outcome.reasons
 
