@@ -109,7 +109,12 @@ def draw_actions(
 ) -> tuple[Action, ...]:
     """``n`` actions from ``vocabulary``: no action twice in a row, and, when the vocabulary
     leaves another choice, no turn straight after a turn the other way (a left-right swing
-    confuses people and would let one sweep of the head through centre answer both)."""
+    confuses people and would let one sweep of the head through centre answer both).
+
+    Repeats further apart are allowed on purpose: with the small vocabularies of the dev clips,
+    plans of distinct actions are the permutations of what a clip contains, which a replayed
+    clip matches more often (bench/eval_liveness.py with distinct plans and 0.35–0.9 s pauses:
+    4 of 40 replays passed)."""
     choices = tuple(dict.fromkeys(vocabulary))
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
