@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Protocol
 
 from banking.errors import InvalidCustomerData
@@ -116,6 +116,98 @@ class StoredTemplate:
             raise InvalidCustomerData("template", "needs a model key and data")
 
 
+@dataclass(frozen=True, slots=True)
+class LossReport:
+    """The customer's blocked cards (masked). ``already_blocked``: nothing was active any more."""
+
+    cards_blocked: tuple[str, ...]
+    already_blocked: bool
+    at: datetime  # when they were blocked (now, or the earlier report's time)
+
+
+@dataclass(frozen=True, slots=True)
+class ReissueOrdered:
+    """A replacement card was ordered for a lost one."""
+
+    new_card_masked: str
+    replaces_card_masked: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PinChanged:
+    """The card's PIN was changed."""
+
+    card_masked: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneChangeStarted:
+    """A one-time code went to the new number; it must be typed before ``otp_expires_at``."""
+
+    new_phone_masked: str
+    otp_expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneChanged:
+    """The reserved phone number was changed; risk rules apply until ``cooling_off_until``."""
+
+    new_phone_masked: str
+    cooling_off_until: datetime
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UkeyReset:
+    """The U-key's password was reset and the key unlocked."""
+
+    serial: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CardView:
+    """A card as the advisor may see it."""
+
+    number_masked: str
+    status: str  # active | lost | reissue_ordered
+    blocked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UkeyView:
+    """A U-key as the advisor may see it."""
+
+    serial: str
+    status: str  # active | locked
+
+
+@dataclass(frozen=True, slots=True)
+class Accounts:
+    """What the advisor may see of a customer's records: masked, never a secret."""
+
+    customer_id: int
+    name: str
+    cards: tuple[CardView, ...]
+    phone_masked: str | None
+    cooling_off_until: datetime | None
+    ukeys: tuple[UkeyView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One message of the SMS outbox. ``text`` may hold a one-time code: show it to admins only."""
+
+    id: int
+    customer_id: int | None
+    recipient: str
+    kind: str  # otp | notice
+    text: str = field(repr=False)
+    created_at: datetime
+
+
 class CoreBanking(Protocol):
     """The bank's customer records, as the rest of the platform sees them."""
 
@@ -147,4 +239,51 @@ class CoreBanking(Protocol):
 
     async def reference_photo(self, customer_id: int) -> tuple[bytes, str] | None:
         """The latest reference photo and its content type, or None if there is none."""
+        ...
+
+    # The four services. Each refusal is a ``banking.errors.OperationRefused`` with a ``code``;
+    # ``grant`` is the public id of a grant of ``cases.grants`` for this case, customer and service.
+
+    async def report_loss(self, *, customer_id: int, case_id: int) -> LossReport:
+        """Block every active card at once (no grant: a loss report is never slowed). Idempotent."""
+        ...
+
+    async def order_reissue(self, *, grant: str, case_id: int, customer_id: int) -> ReissueOrdered:
+        """Order a replacement for the lost card (``no_lost_card``); needs a ``card_loss`` grant."""
+        ...
+
+    async def change_pin(
+        self, *, grant: str, case_id: int, customer_id: int, pin: str, confirm: str
+    ) -> PinChanged:
+        """Set the card's PIN (``pin_format``, ``mismatch``, ``pin_weak``); consumes the grant."""
+        ...
+
+    async def start_phone_change(
+        self, *, grant: str, case_id: int, customer_id: int, new_phone: str
+    ) -> PhoneChangeStarted:
+        """Send a one-time code to ``new_phone`` (``phone_invalid``, ``phone_same``).
+
+        Checks the grant without consuming it; a new start replaces the pending code.
+        """
+        ...
+
+    async def confirm_phone_change(
+        self, *, grant: str, case_id: int, customer_id: int, code: str
+    ) -> PhoneChanged:
+        """Change the phone if ``code`` is right (``otp_wrong``, ``otp_failed``, ``otp_expired``,
+        ``no_otp``); notify the old number; consumes the grant."""
+        ...
+
+    async def reset_ukey(
+        self, *, grant: str, case_id: int, customer_id: int, password: str, confirm: str
+    ) -> UkeyReset:
+        """Set the U-key password and unlock it (``mismatch``, ``password_weak``, ``no_ukey``)."""
+        ...
+
+    async def accounts(self, customer_id: int) -> Accounts:
+        """The customer's cards, phone and U-keys, masked (``CustomerNotFound``)."""
+        ...
+
+    async def notifications(self, limit: int = 50) -> tuple[Notification, ...]:
+        """The SMS outbox, newest first."""
         ...

@@ -6,6 +6,10 @@ numbers are made up but valid (computed check digits), so the demo user can type
 
 Staff accounts are created through an injected ``create_staff`` (``web.accounts.create_staff``):
 banking must not import ``web`` (see DESIGN, "who may import whom").
+
+Every demo card gets the PIN ``DEMO_PIN`` (so that "the same as the last PIN" can be tried) and
+every demo customer a U-key; some of the U-keys are locked, so that a reset visibly unlocks one.
+Like the staff password, the demo PIN is demo data: ``DemoSummary.pin`` carries it for printing.
 """
 
 from __future__ import annotations
@@ -15,22 +19,28 @@ import csv
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from argon2 import PasswordHasher
+from sqlalchemy import select, update
 
 from banking.core import CoreBanking, NewCustomer, StoredTemplate
 from banking.errors import BankingError
 from banking.identity import luhn_check_digit, prc_id_check_char
+from banking.secrets import hash_secret, new_hasher
 from store.blobs import BlobStore
 from store.db import Database
 from store.errors import BlobNotFound
-from store.models import Staff
+from store.models import Card, Staff, Ukey
 
 log = logging.getLogger(__name__)
 
 # The one password of every demo staff account. Demo only: never seed a production database.
 DEMO_PASSWORD = "demo-password-1"
+# The PIN of every demo card (not weak for any demo customer: a test checks). Demo only.
+DEMO_PIN = "802613"
+DEMO_UKEY_FAILED_TRIES = 5  # what a locked demo U-key has "suffered"
 
 StaffCreator = Callable[[Database, str, str, str, str], Awaitable[object]]
 # Makes the face template of a reference photo; raises BankingError when the photo cannot serve.
@@ -58,6 +68,12 @@ class DemoCustomer:
     phone: str
     identity: str  # the face_recognition label whose photo is the reference
     photo_file: str  # preferred file of that identity, relative to face_recognition/
+    ukey_locked: bool = False
+
+    @property
+    def ukey_serial(self) -> str:
+        """``UK-`` and eight digits, unique among the demo customers."""
+        return f"UK-{self.card_first15[-8:]}"
 
     @property
     def id_number(self) -> str:
@@ -88,6 +104,7 @@ class DemoCustomerResult:
     status: str
     customer_id: int | None = None
     note: str = ""
+    ukey_serial: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +114,7 @@ class DemoSummary:
     password: str
     staff: tuple[DemoStaff, ...]
     customers: tuple[DemoCustomerResult, ...]
+    pin: str = DEMO_PIN
 
     @property
     def created(self) -> int:
@@ -123,7 +141,7 @@ DEMO_STAFF = (
 DEMO_CUSTOMERS = (
     DemoCustomer(
         "Barack Obama", "11010119610804001", "622202100000101", "13800138001",
-        "obama", "obama/obama.jpg",
+        "obama", "obama/obama.jpg", ukey_locked=True,
     ),
     DemoCustomer(
         "Joe Biden", "31010419421120003", "622202100000202", "13800138002",
@@ -131,7 +149,7 @@ DEMO_CUSTOMERS = (
     ),
     DemoCustomer(
         "王芳", "44030519870712002", "622202100000303", "13800138003",
-        "rose_leslie", "rose_leslie/img1.jpg",
+        "rose_leslie", "rose_leslie/img1.jpg", ukey_locked=True,
     ),
     DemoCustomer(
         "Kit Harington", "33010619861226005", "622202100000404", "13800138004",
@@ -139,7 +157,7 @@ DEMO_CUSTOMERS = (
     ),
     DemoCustomer(
         "Alex Lacamoire", "51010719730928007", "622202100000505", "13800138005",
-        "alex_lacamoire", "alex_lacamoire/alex-lacamoire.png",
+        "alex_lacamoire", "alex_lacamoire/alex-lacamoire.png", ukey_locked=True,
     ),
     DemoCustomer(
         "Lin-Manuel Miranda", "42010619800116009", "622202100000606", "13800138006",
@@ -195,8 +213,44 @@ def _result(
     c: DemoCustomer, status: str, customer_id: int | None = None, note: str = ""
 ) -> DemoCustomerResult:
     return DemoCustomerResult(
-        c.name, c.id_number, c.card_number[-4:], c.phone, c.birth_date, status, customer_id, note
+        c.name,
+        c.id_number,
+        c.card_number[-4:],
+        c.phone,
+        c.birth_date,
+        status,
+        customer_id,
+        note,
+        c.ukey_serial if customer_id is not None else "",
     )
+
+
+async def _seed_credentials(
+    db: Database, customer_id: int, c: DemoCustomer, hasher: PasswordHasher
+) -> None:
+    """Give the customer's cards the demo PIN and the customer a U-key, where missing."""
+    async with db.session() as s, s.begin():
+        no_pin = (
+            await s.scalars(
+                select(Card.id).where(Card.customer_id == customer_id, Card.pin_hash.is_(None))
+            )
+        ).all()
+        has_ukey = await s.scalar(select(Ukey.id).where(Ukey.customer_id == customer_id))
+    pin_hash = await asyncio.to_thread(hash_secret, hasher, DEMO_PIN) if no_pin else None
+    async with db.session() as s, s.begin():
+        if pin_hash is not None:
+            await s.execute(update(Card).where(Card.id.in_(no_pin)).values(pin_hash=pin_hash))
+        if has_ukey is None:
+            s.add(
+                Ukey(
+                    customer_id=customer_id,
+                    serial=c.ukey_serial,
+                    status="locked" if c.ukey_locked else "active",
+                    password_hash=None,
+                    failed_tries=DEMO_UKEY_FAILED_TRIES if c.ukey_locked else 0,
+                    updated_at=datetime.now(UTC),
+                )
+            )
 
 
 async def _seed_customer(
@@ -256,15 +310,22 @@ async def seed_demo(
     *,
     create_staff: StaffCreator,
     enrol: Enroller | None = None,
+    hasher: PasswordHasher | None = None,
 ) -> DemoSummary:
     """Create the demo staff and customers that do not exist yet (running it twice is a no-op).
 
-    Customers whose photo is missing from ``shared_data`` are skipped and listed as such.
+    Customers whose photo is missing from ``shared_data`` are skipped and listed as such. Cards
+    without a PIN get ``DEMO_PIN`` and customers without a U-key get one (also for customers an
+    earlier version seeded). ``hasher`` hashes the PIN (argon2id defaults when None).
     """
     staff = await _seed_staff(db, create_staff)
     customers = [
         await _seed_customer(c, blobs, banking, shared_data, enrol) for c in DEMO_CUSTOMERS
     ]
+    pin_hasher = hasher or new_hasher()
+    for c, row in zip(DEMO_CUSTOMERS, customers, strict=True):
+        if row.customer_id is not None:
+            await _seed_credentials(db, row.customer_id, c, pin_hasher)
     summary = DemoSummary(DEMO_PASSWORD, staff, tuple(customers))
     log.info("demo data seeded: %d created, %d skipped", summary.created, len(summary.skipped))
     return summary

@@ -8,13 +8,29 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from argon2 import PasswordHasher
 from PIL import Image
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from banking.core import CustomerRef, NewCustomer, StoredTemplate
+from banking import operations, phone
+from banking.core import (
+    Accounts,
+    CustomerRef,
+    LossReport,
+    NewCustomer,
+    Notification,
+    PhoneChanged,
+    PhoneChangeStarted,
+    PinChanged,
+    ReissueOrdered,
+    StoredTemplate,
+    UkeyReset,
+)
 from banking.errors import CustomerNotFound, DuplicateCustomer, InvalidCustomerData
 from banking.identity import id_number_hmac, mask_card_number, mask_id_number, names_match
+from banking.operations import DEFAULT_HOTLINE, BankContext
+from banking.secrets import new_hasher
 from store.blobs import BlobStore
 from store.db import Database
 from store.models import Card, Customer, ReferencePhoto, ReferenceTemplate
@@ -83,14 +99,25 @@ class SqlCoreBanking:
     """``CoreBanking`` on ``store`` tables; ID numbers are kept only as HMAC and masked form.
 
     ``pepper`` is the server secret keying the ID-number HMAC: changing it orphans every customer.
+    ``hasher`` hashes PINs, U-key passwords and one-time codes (argon2id defaults when None; tests
+    pass a cheaper one). ``hotline`` is the number the notice to an old phone number gives.
     """
 
-    def __init__(self, db: Database, blobs: BlobStore, pepper: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        pepper: str,
+        *,
+        hasher: PasswordHasher | None = None,
+        hotline: str = DEFAULT_HOTLINE,
+    ) -> None:
         if not pepper:
             raise ValueError("the pepper must not be empty")
         self._db = db
         self._blobs = blobs
         self._pepper = pepper
+        self._ops = BankContext(db, hasher or new_hasher(), pepper, hotline)
 
     async def identify(self, name: str, id_number: str, card_last4: str) -> CustomerRef | None:
         """The customer matching all three fields, or None (never says which field failed)."""
@@ -196,3 +223,47 @@ class SqlCoreBanking:
         if row is None:
             return None
         return await self._blobs.get(row.blob_key), row.content_type
+
+    # --- the four services (banking/operations.py, banking/phone.py) ---------------------------
+
+    async def report_loss(self, *, customer_id: int, case_id: int) -> LossReport:
+        """Block every active card at once; no grant. Idempotent."""
+        return await operations.report_loss(self._ops, customer_id, case_id)
+
+    async def order_reissue(self, *, grant: str, case_id: int, customer_id: int) -> ReissueOrdered:
+        """Order a replacement for the lost card; consumes a ``card_loss`` grant."""
+        return await operations.order_reissue(self._ops, grant, case_id, customer_id)
+
+    async def change_pin(
+        self, *, grant: str, case_id: int, customer_id: int, pin: str, confirm: str
+    ) -> PinChanged:
+        """Set the card's PIN; consumes a ``pin_change`` grant."""
+        return await operations.change_pin(self._ops, grant, case_id, customer_id, pin, confirm)
+
+    async def start_phone_change(
+        self, *, grant: str, case_id: int, customer_id: int, new_phone: str
+    ) -> PhoneChangeStarted:
+        """Send a one-time code to the new number; checks the ``phone_change`` grant."""
+        return await phone.start_phone_change(self._ops, grant, case_id, customer_id, new_phone)
+
+    async def confirm_phone_change(
+        self, *, grant: str, case_id: int, customer_id: int, code: str
+    ) -> PhoneChanged:
+        """Change the phone if ``code`` is right; consumes the ``phone_change`` grant."""
+        return await phone.confirm_phone_change(self._ops, grant, case_id, customer_id, code)
+
+    async def reset_ukey(
+        self, *, grant: str, case_id: int, customer_id: int, password: str, confirm: str
+    ) -> UkeyReset:
+        """Set the U-key password and unlock it; consumes a ``ukey_reset`` grant."""
+        return await operations.reset_ukey(
+            self._ops, grant, case_id, customer_id, password, confirm
+        )
+
+    async def accounts(self, customer_id: int) -> Accounts:
+        """The customer's cards, phone and U-keys, masked."""
+        return await operations.accounts(self._ops, customer_id)
+
+    async def notifications(self, limit: int = 50) -> tuple[Notification, ...]:
+        """The SMS outbox, newest first."""
+        return await operations.notifications(self._ops, limit)

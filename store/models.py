@@ -51,10 +51,18 @@ class Customer(Base):
     birth_date: Mapped[str | None] = mapped_column(String(10), nullable=True)  # YYYY-MM-DD
     phone: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Set after a reserved-phone change: risk rules treat the customer with extra care until then.
+    cooling_off_until: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
 
 
 class Card(Base):
-    """A debit card; only the last four digits and a masked number are kept in clear."""
+    """A debit card; only the last four digits and a masked number are kept in clear.
+
+    Status: ``active`` → ``lost`` (blocked, ``blocked_at`` set); a reissued card is a new row in
+    ``reissue_ordered`` whose ``replaces_card_id`` names the lost one.
+    """
 
     __tablename__ = "cards"
 
@@ -66,6 +74,8 @@ class Card(Base):
     pin_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)
     pin_retries: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    blocked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    replaces_card_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id"), nullable=True)
 
 
 class ReferencePhoto(Base):
@@ -116,6 +126,8 @@ class Case(Base):
     call_ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     ended_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # What the service did, as the receipt shows it (JSON: "blocked", "receipt"; masked values).
+    outcome: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ChatMessage(Base):
@@ -192,6 +204,11 @@ class VerificationAttempt(Base):
     best_frame_blob_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The advisor's review of the result: confirmed | declined (None: not reviewed).
+    review: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    review_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), nullable=True)
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class VerificationLock(Base):
@@ -203,3 +220,107 @@ class VerificationLock(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), unique=True)
     reason: Mapped[str] = mapped_column(String(64))
     locked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Ukey(Base):
+    """A U-key (USB token) of a customer; its password is kept only as an argon2 hash."""
+
+    __tablename__ = "ukeys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    serial: Mapped[str] = mapped_column(String(32), unique=True)
+    status: Mapped[str] = mapped_column(String(16))  # active | locked
+    password_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    failed_tries: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Notification(Base):
+    """The SMS outbox: the stand-in for the SMS gateway (one row per message)."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), nullable=True)
+    recipient: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))  # otp | notice
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Grant(Base):
+    """A single-use authorisation to run one service for one customer in one case.
+
+    Issued by ``cases.grants``; consumed by ``banking`` with a conditional UPDATE of ``used_at``.
+    """
+
+    __tablename__ = "grants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(64), unique=True)  # secrets.token_urlsafe
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    service: Mapped[str] = mapped_column(String(32))
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("verification_attempts.id"))
+    confirmed_by: Mapped[int] = mapped_column(ForeignKey("staff.id"))
+    approved_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Approval(Base):
+    """A second staff member's decision on a service that needs four eyes (``ukey_reset``)."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("verification_attempts.id"))
+    service: Mapped[str] = mapped_column(String(32))
+    requested_by: Mapped[int] = mapped_column(ForeignKey("staff.id"))
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    state: Mapped[str] = mapped_column(String(16), index=True)  # pending | approved | rejected
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class PhoneOtp(Base):
+    """A one-time code sent to the new phone number of a reserved-phone change."""
+
+    __tablename__ = "phone_otps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    grant_id: Mapped[int] = mapped_column(ForeignKey("grants.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    new_phone: Mapped[str] = mapped_column(String(32))
+    code_hash: Mapped[str] = mapped_column(String(256))  # argon2
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    wrong_tries: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16))  # pending | verified | failed | replaced
+
+
+class AuditEvent(Base):
+    """One step of a case, as auditors see it. Append-only: a trigger refuses UPDATE and DELETE.
+
+    No foreign keys on purpose: the log must accept an event that names a case or grant which
+    does not exist (a refused request) and must never block deleting other rows.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_case_id", "case_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor_kind: Mapped[str] = mapped_column(String(16))  # customer | staff | system
+    actor_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    case_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    grant_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    action: Mapped[str] = mapped_column(String(48))
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | refused | failed
+    detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON, never a secret

@@ -11,6 +11,7 @@ from banking.sql import SqlCoreBanking
 from store.blobs import LocalBlobStore
 from store.config import StoreConfig
 from store.db import Database, open_database
+from tests.banking.world import CHEAP_HASHER, World, build_world
 
 PEPPER = "test-pepper-not-secret"
 
@@ -30,4 +31,10 @@ def blobs(tmp_path: Path) -> LocalBlobStore:
 
 @pytest.fixture
 def banking(db: Database, blobs: LocalBlobStore) -> SqlCoreBanking:
-    return SqlCoreBanking(db, blobs, PEPPER)
+    return SqlCoreBanking(db, blobs, PEPPER, hasher=CHEAP_HASHER)
+
+
+@pytest.fixture
+async def world(db: Database, banking: SqlCoreBanking) -> World:
+    """Alice, Bob, their cases, a staff member and a passed attempt (see tests/banking/world)."""
+    return await build_world(db, banking)
