@@ -149,6 +149,9 @@ class LiveDesk:
         self.presence = Presence()
         self._grace = GraceTimers(reconnect_grace_seconds)
         self.verify: VerifyDesk | None = None
+        # Told the case's public id when its service status may have changed (call started,
+        # verification ended): the authorise desk pushes the new status.
+        self.on_case_change: Callable[[str], None] | None = None
         self._advisors: dict[int, str] = {}  # connected advisors: id → display name
         self._calls: dict[str, Call] = {}  # by case public id
         self._advisor_call: dict[int, str] = {}
@@ -351,6 +354,8 @@ class LiveDesk:
         self.hub.send(advisor_key(staff_id), self._started(call, "advisor"))
         self.hub.send(customer_key(case_id), self._started(call, "customer"))
         self._broadcast_queue()
+        if self.on_case_change is not None:
+            self.on_case_change(case_id)
 
     def _media_state_cb(self, case_id: str) -> Callable[[Side, str], None]:
         def on_state(side: Side, state: str) -> None:
@@ -438,6 +443,8 @@ class LiveDesk:
             return
         self.hub.send(advisor_key(call.advisor_id), msg)
         if isinstance(msg, VerifyResult):
+            if self.on_case_change is not None:
+                self.on_case_change(case_id)
             msg = msg.model_copy(
                 update={"scores": {}, "reasons": [], "best_frame_url": None, "reference_url": None}
             )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     VERIFY_LOCKED = "verify_locked"
     VERIFY_LIMIT = "verify_limit"
     NO_REFERENCE = "no_reference"
+    GRANT_REFUSED = "grant_refused"
 
 
 class ProtocolError(Exception):
@@ -127,6 +128,30 @@ class DeviceInfo(_Msg):
     camera_label: Annotated[str, Field(max_length=200)] = ""
 
 
+class GrantConfirm(_Msg):
+    """Advisor: the passed attempt ``attempt_id`` shows this customer; authorise the service."""
+
+    type: Literal["grant.confirm"]
+    attempt_id: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class GrantDecline(_Msg):
+    """Advisor: do not authorise on ``attempt_id``, for ``reason``."""
+
+    type: Literal["grant.decline"]
+    attempt_id: Annotated[str, Field(min_length=1, max_length=64)]
+    reason: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class ApprovalDecide(_Msg):
+    """Supervisor: approve or reject a service that needs a second member of staff."""
+
+    type: Literal["approval.decide"]
+    approval_id: Annotated[int, Field(ge=1)]
+    approve: bool
+    reason: Annotated[str, Field(max_length=200)] = ""
+
+
 ClientMessage = Annotated[
     QueueJoin
     | QueueLeave
@@ -138,7 +163,10 @@ ClientMessage = Annotated[
     | Ping
     | VerifyStart
     | VerifyCancel
-    | DeviceInfo,
+    | DeviceInfo
+    | GrantConfirm
+    | GrantDecline
+    | ApprovalDecide,
     Field(discriminator="type"),
 ]
 
@@ -155,6 +183,9 @@ CLIENT_TYPES = frozenset(
         "verify.start",
         "verify.cancel",
         "device.info",
+        "grant.confirm",
+        "grant.decline",
+        "approval.decide",
     }
 )
 
@@ -294,6 +325,36 @@ class VerifyResult(_Msg):
     attempts_left: int = 0
 
 
+class ServiceState(_Msg):
+    """Customer and advisor of a case: where the service stands (``cases.grants.ServiceStatus``
+    as JSON: ``service``, ``step``, ``approval``, ``receipt`` … — never a secret)."""
+
+    type: Literal["service.state"] = "service.state"
+    status: dict[str, Any]
+
+
+class PendingApproval(BaseModel):
+    """One approval a supervisor can decide."""
+
+    model_config = ConfigDict(frozen=True)
+    id: int
+    case: str
+    customer: str
+    service: str
+    advisor: str
+    requested_at: str
+    attempt_id: str
+    best_frame_url: str
+    reference_url: str
+
+
+class ApprovalsPending(_Msg):
+    """Supervisors: the approvals waiting for a decision (sent on connect and on change)."""
+
+    type: Literal["approvals.pending"] = "approvals.pending"
+    items: list[PendingApproval]
+
+
 ServerMessage = (
     Welcome
     | QueuePosition
@@ -308,6 +369,8 @@ ServerMessage = (
     | VerifyStarted
     | VerifyProgress
     | VerifyResult
+    | ServiceState
+    | ApprovalsPending
 )
 
 

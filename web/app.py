@@ -13,10 +13,13 @@ from aiohttp import web
 
 from banking.sql import SqlCoreBanking
 from cases.attempts import AttemptStore
+from cases.authorise import AuthoriseDesk
 from cases.consent import ensure_consent_texts
+from cases.grants import GrantDesk
 from cases.intake import Intake
 from cases.limits import AttemptLimiter
 from cases.live import LiveDesk
+from cases.operations import ServiceDesk
 from cases.store import CaseStore
 from cases.verify import VerifyDesk
 from media.call import CallManager
@@ -26,9 +29,10 @@ from store.db import open_database
 from verification.config import build_engine
 from verification.policy import load_policy
 from verification.service import EngineService
-from web import evidence, middleware, pages
+from web import evidence, middleware, pages, services_api
 from web.i18n import Catalog
 from web.keys import (
+    AUTHORISE,
     BANKING,
     BLOBS,
     CALLS,
@@ -41,6 +45,7 @@ from web.keys import (
     INTAKE,
     JINJA,
     LIMITER,
+    SERVICES,
     SESSIONS,
     SETTINGS,
 )
@@ -87,6 +92,10 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         average_handle_seconds=settings.signaling.average_handle_seconds,
         reconnect_grace_seconds=settings.signaling.reconnect_grace_seconds,
     )
+    services = ServiceDesk(app[DB], GrantDesk(app[DB]), app[BANKING])
+    app[SERVICES] = services
+    app[AUTHORISE] = authorise = AuthoriseDesk(hub, app[DB], app[CASES], services.grants, services)
+    desk.on_case_change = authorise.refresh
     engine = await _start_verification(app, desk)
     try:
         yield
@@ -120,6 +129,7 @@ async def _start_verification(app: web.Application, desk: LiveDesk) -> EngineSer
 async def _stop_live(app: web.Application) -> None:
     """End calls (both sides are told), then close every peer and socket. Idempotent."""
     await app[DESK].shutdown()
+    await app[AUTHORISE].shutdown()
     await app[CALLS].close_all()
     await app[HUB].close_all()
 
@@ -140,6 +150,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(_stop_live)
     app.add_routes(pages.routes)
     app.add_routes(evidence.routes)
+    app.add_routes(services_api.routes)
     app.router.add_get("/ws", websocket)
     app.router.add_static(STATIC_PREFIX, STATIC_DIR, name="static")
     return app

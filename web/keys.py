@@ -6,9 +6,11 @@ import jinja2
 from aiohttp import web
 
 from banking.sql import SqlCoreBanking
+from cases.authorise import AuthoriseDesk
 from cases.intake import Intake
 from cases.limits import AttemptLimiter
 from cases.live import LiveDesk
+from cases.operations import ServiceDesk
 from cases.store import CaseStore
 from media.call import CallManager
 from signaling.hub import Hub
@@ -30,6 +32,8 @@ SESSIONS = web.AppKey("sessions", SessionStore)
 CALLS = web.AppKey("calls", CallManager)
 HUB = web.AppKey("hub", Hub)
 DESK = web.AppKey("desk", LiveDesk)
+AUTHORISE = web.AppKey("authorise", AuthoriseDesk)
+SERVICES = web.AppKey("services", ServiceDesk)
 CATALOG = web.AppKey("catalog", Catalog)
 ENGINE = web.AppKey("engine", EngineService)
 JINJA = web.AppKey("jinja", jinja2.Environment)

@@ -15,9 +15,17 @@ from aiohttp import WSMsgType, web
 from cases.errors import CaseNotFound
 from cases.pages_access import CUSTOMER_SOCKET_STATES
 from signaling.hub import Close, Connection
-from signaling.messages import ErrorCode, ErrorMessage, ProtocolError, Welcome
+from signaling.messages import (
+    ApprovalDecide,
+    ErrorCode,
+    ErrorMessage,
+    GrantConfirm,
+    GrantDecline,
+    ProtocolError,
+    Welcome,
+)
 from web.accounts import get_staff
-from web.keys import CALLS, CASES, DB, DESK, HUB, SETTINGS, session_of
+from web.keys import AUTHORISE, CALLS, CASES, DB, DESK, HUB, SETTINGS, session_of
 from web.middleware import json_error
 
 log = logging.getLogger(__name__)
@@ -56,6 +64,7 @@ class Peer:
     name: str
     case_id: str | None = None
     staff_id: int | None = None
+    staff_role: str | None = None
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -82,7 +91,10 @@ async def _identify_peer(request: web.Request) -> Peer:
         staff = await get_staff(request.app[DB], session.staff_id)
         if staff is None or staff.role not in CONSOLE_ROLES:
             raise web.HTTPForbidden(text="this role has no live console")
-        return Peer("advisor", f"advisor:{staff.id}", staff.display_name, staff_id=staff.id)
+        principal = f"advisor:{staff.id}"
+        return Peer(
+            "advisor", principal, staff.display_name, staff_id=staff.id, staff_role=staff.role
+        )
     raise web.HTTPUnauthorized(text="identify or log in first")
 
 
@@ -123,6 +135,7 @@ def _disconnected(request: web.Request, peer: Peer) -> None:
         desk.customer_disconnected(peer.case_id)
     elif peer.staff_id is not None:
         desk.advisor_disconnected(peer.staff_id)
+        request.app[AUTHORISE].supervisor_disconnected(peer.staff_id)
 
 
 async def _serve(
@@ -143,6 +156,8 @@ async def _serve(
         desk.customer_connected(peer.case_id)
     elif peer.staff_id is not None:
         desk.advisor_connected(peer.staff_id, peer.name)
+        if peer.staff_role == "supervisor":
+            await app[AUTHORISE].supervisor_connected(peer.staff_id)
     bucket = TokenBucket(rate=20.0, capacity=40.0)
     async for frame in ws:
         if frame.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -151,7 +166,11 @@ async def _serve(
             if not bucket.take():
                 raise ProtocolError(ErrorCode.RATE_LIMITED, "too many messages; slow down")
             msg = codec.parse(frame.data)
-            if peer.case_id is not None:
+            if isinstance(msg, GrantConfirm | GrantDecline | ApprovalDecide):
+                if peer.staff_id is None or peer.staff_role is None:
+                    raise ProtocolError(ErrorCode.FORBIDDEN, "staff only", msg.type)
+                await app[AUTHORISE].handle(peer.staff_id, peer.staff_role, msg)
+            elif peer.case_id is not None:
                 await desk.handle_customer(peer.case_id, msg)
             elif peer.staff_id is not None:
                 await desk.handle_advisor(peer.staff_id, msg)
