@@ -74,12 +74,14 @@ def _print_demo(summary: DemoSummary) -> None:
     print("Demo staff logins:")
     print(format_table(["username", "password", "role", "name"], staff_rows))
     customer_rows = [
-        [c.name, c.id_number, c.card_last4, c.phone, c.birth_date, c.status, c.note]
+        [c.name, c.id_number, c.card_last4, c.phone, c.birth_date, c.ukey_serial, c.status, c.note]
         for c in summary.customers
     ]
     print("\nDemo customers (type these to identify):")
-    headers = ["name", "ID number", "card last4", "phone", "birth date", "status", "note"]
+    headers = ["name", "ID number", "card last4", "phone", "birth date", "U-key", "status", "note"]
     print(format_table(headers, customer_rows))
+    print(f"\nEvery demo card's current PIN is {summary.pin} (demo data only).")
+    print("One-time codes of a phone change appear at /admin/outbox (log in as admin).")
 
 
 async def _migrate(settings: Settings) -> None:
