@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
+from store.audit import add_event
 from store.db import Database
 from store.models import VerificationAttempt, VerificationLock
 
@@ -78,6 +79,15 @@ class AttemptStore:
                     started_at=datetime.now(UTC),
                 )
             )
+            add_event(
+                s,
+                action="verification.started",
+                outcome="ok",
+                actor_kind="staff",
+                actor_id=advisor_id,
+                case_id=case_id,
+                detail={"attempt": public_id, "challenges": challenges},
+            )
         return public_id
 
     async def finish(self, public_id: str, done: Finished) -> None:
@@ -95,6 +105,19 @@ class AttemptStore:
             row.evidence_blob_key = done.evidence_blob_key
             row.best_frame_blob_key = done.best_frame_blob_key
             row.ended_at = datetime.now(UTC)
+            add_event(
+                s,
+                action="verification.finished",
+                outcome="ok" if done.state == "passed" else "failed",
+                actor_kind="system",
+                case_id=row.case_id,
+                detail={
+                    "attempt": public_id,
+                    "state": done.state,
+                    "reasons": list(done.reasons),
+                    "policy_version": done.policy_version,
+                },
+            )
 
     async def get(self, public_id: str) -> AttemptRecord | None:
         """A stored attempt, or None."""

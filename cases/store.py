@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cases.errors import CaseNotFound
 from cases.services import check_service
 from cases.states import CaseState, check_case_move
+from store.audit import add_event
 from store.db import Database
 from store.models import Case, ChatMessage, Customer
 
@@ -116,6 +117,15 @@ class CaseStore:
             )
             s.add(case)
             await s.flush()
+            add_event(
+                s,
+                action="case.opened",
+                outcome="ok",
+                actor_kind="customer",
+                actor_id=customer_id,
+                case_id=case.id,
+                detail={"service": service, "lang": lang, "elderly": elderly},
+            )
             name = (await s.scalars(select(Customer.name).where(Customer.id == customer_id))).one()
             return _ref(case, name)
 
@@ -157,6 +167,21 @@ class CaseStore:
                 case.consent_version = consent.version
                 case.consent_sha256 = consent.sha256
                 case.consented_at = now
+            detail: dict[str, object] = {"state": wanted.value}
+            if consent is not None:
+                detail.update(consent_version=consent.version, consent_sha256=consent.sha256)
+            if ended_by is not None:
+                detail["ended_by"] = ended_by
+            staff = advisor_id if wanted is CaseState.IN_CALL else None
+            add_event(
+                s,
+                action=f"case.{wanted.value}",
+                outcome="ok",
+                actor_kind="staff" if staff is not None else "system",
+                actor_id=staff,
+                case_id=case.id,
+                detail=detail,
+            )
             return _ref(case, name)
 
     async def add_chat(self, case_id: int, sender: str, text: str) -> datetime:

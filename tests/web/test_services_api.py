@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
+from store.audit import list_events
 from store.models import Card, Case, VerificationAttempt
 from tests.web.conftest import ADVISOR_PASSWORD, World, consent, identify, login
 from tests.web.test_ws import TIMEOUT, advisor_socket, customer_socket, receive
@@ -127,6 +128,23 @@ async def test_pin_change_from_confirmation_to_receipt(world: World) -> None:
         headers={"X-CSRF-Token": token},
     )  # fmt: skip
     assert again.status == 409 and (await again.json())["error"] == "grant_refused"
+    async with world.app[DB].session() as s:
+        row_id = (await s.execute(select(Case.id).where(Case.public_id == case_id))).scalar_one()
+    events = list(reversed(await list_events(world.app[DB], row_id)))
+    trail = [(e.action, e.outcome) for e in events]
+    assert trail[:4] == [
+        ("case.opened", "ok"),
+        ("case.consented", "ok"),
+        ("case.queued", "ok"),
+        ("case.in_call", "ok"),
+    ]
+    assert trail[4:] == [
+        ("grant.issued", "ok"),
+        ("pin_change", "refused"),  # the weak PIN
+        ("pin_change", "ok"),
+        ("pin_change", "refused"),  # the grant was used
+    ]
+    assert not any(NEW_PIN in json.dumps(e.detail) for e in events)
 
 
 async def test_requests_without_csrf_grant_or_body_are_refused_with_codes(world: World) -> None:
