@@ -55,6 +55,8 @@ class ServiceStatus:
     declined_reason: str | None = None
     blocked: Mapping[str, Any] | None = None
     receipt: Mapping[str, Any] | None = None
+    # The customer's records as staff may see them (masked), incl. the cooling-off flag.
+    account: Mapping[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The JSON object the pages read."""
@@ -91,7 +93,10 @@ class ServiceDesk:
         outcome = await self._outcome(case.id)
         blocked = outcome.get("blocked")
         receipt = outcome.get("receipt")
-        base = ServiceStatus(case.service, "none", blocked=blocked, receipt=receipt)
+        account = await self._account(case.customer_id)
+        base = ServiceStatus(
+            case.service, "none", blocked=blocked, receipt=receipt, account=account
+        )
         if case.service == "consultation":
             return base
         if receipt is not None:
@@ -238,6 +243,16 @@ class ServiceDesk:
         }
         await self._save(case.id, "receipt", receipt)
         return await self.changed(case)
+
+    async def _account(self, customer_id: int) -> dict[str, Any]:
+        accounts = await self._banking.accounts(customer_id)
+        cooling = accounts.cooling_off_until
+        return {
+            "cards": [{"number": c.number_masked, "status": c.status} for c in accounts.cards],
+            "phone": accounts.phone_masked,
+            "cooling_off_until": None if cooling is None else _iso(cooling),
+            "ukeys": [{"serial": u.serial, "status": u.status} for u in accounts.ukeys],
+        }
 
     async def _outcome(self, case_id: int) -> dict[str, Any]:
         async with self._db.session() as s:

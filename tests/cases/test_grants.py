@@ -248,6 +248,20 @@ async def test_loss_report_blocks_at_once_and_reissue_needs_the_grant(
     assert [c.status for c in await world.cards()] == ["lost", "reissue_ordered"]
 
 
+async def test_a_loss_report_stays_when_verification_then_fails(
+    world: World, desk: ServiceDesk
+) -> None:
+    case = await _case(world, "card_loss")
+    await desk.report_loss(case)
+    failed = await _new_attempt(world, "failed")
+    assert (await desk.status(case)).step == "verify"
+    with pytest.raises(GrantError):
+        await desk.grants.confirm(case, failed, world.staff)
+    with pytest.raises(GrantRefused):
+        await desk.reissue(case)
+    assert [c.status for c in await world.cards()] == ["lost"]
+
+
 async def test_requests_for_another_service_or_outside_the_call_are_refused(
     world: World, desk: ServiceDesk
 ) -> None:
@@ -275,6 +289,9 @@ async def test_a_phone_change_waits_for_the_code_then_changes_the_number(
     done = await desk.confirm_phone(case, code.strip(".,:"))
     assert done.step == "done" and done.receipt is not None
     assert (await world.customer()).phone == "13912345678"
+    account = done.account
+    assert account is not None and account["phone"] == "139****5678"
+    assert account["cooling_off_until"] is not None  # the advisor sees the cooling-off flag
     assert code.strip(".,:") not in str(done.as_json())
 
 
