@@ -38,3 +38,12 @@ class UnknownService(CaseError):
 
 class NotAllowed(CaseError):
     """The caller may not do this (wrong role, another case, wrong state)."""
+
+
+class Refused(CaseError):
+    """A request the rules of the case refuse; ``code`` is machine-readable (sent to pages)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cases.errors import CaseError
+from cases.errors import Refused
 from cases.states import CaseState
 from cases.store import CaseRef
 from store.audit import add_event
@@ -30,13 +30,8 @@ FOUR_EYES = frozenset({"ukey_reset"})
 MAX_REASON = 200
 
 
-class GrantError(CaseError):
+class GrantError(Refused):
     """A confirmation, decline or approval that cannot be accepted; ``code`` says why."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from banking.core import CoreBanking
 from banking.errors import OperationRefused
-from cases.errors import CaseError
+from cases.errors import Refused
 from cases.grants import GrantDesk
 from cases.states import CaseState
 from cases.store import CaseRef
@@ -34,13 +34,8 @@ LOSS_REPORT_STATES = frozenset(
 )
 
 
-class ServiceRefused(CaseError):
+class ServiceRefused(Refused):
     """A request that does not fit the case (another service, the wrong moment)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
