@@ -77,6 +77,7 @@ class Customer:
     id_number: str
     card_number: str
     photo: Path
+    phone: str | None = None
 
     @property
     def card_last4(self) -> str:
@@ -249,6 +250,21 @@ def _customers(shared_data: Path, clips: dict[str, Clip]) -> dict[str, Customer]
             card_number("622202020099001122"),
             photos / "obama" / "obama.jpg",
         ),
+        # The services (test_services.py): one customer each, so that one service's changes
+        # (a blocked card, a new PIN) and failed checks never meet another test. All of them are
+        # the person of the verification clip, so a real identity check can pass.
+        **{
+            f"svc_{service}": Customer(
+                f"E2E {service.replace('_', ' ').title()}",
+                id_number(f"310104{19580310 + n}00{n}"),
+                card_number(f"6222020200445566{n}{n}"),
+                clips["verifier"].still,
+                phone=f"1380013{n}00{n}",
+            )
+            for n, service in enumerate(
+                ("pin_change", "card_loss", "phone_change", "ukey_reset"), 1
+            )
+        },
     }
 
 
@@ -256,17 +272,27 @@ def _customers(shared_data: Path, clips: dict[str, Clip]) -> dict[str, Customer]
 def server(
     shared_data: Path, clips: dict[str, Clip], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    """``cloudbranch serve`` on a free loopback port with demo staff and four enrolled customers.
+    """``cloudbranch serve`` on a free loopback port with demo staff and the enrolled customers.
 
     Teardown sends SIGTERM and requires a clean exit (code 0) within 10 s.
     """
+    yield from launch_server(shared_data, clips, tmp_path_factory)
+
+
+def launch_server(
+    shared_data: Path,
+    clips: dict[str, Clip],
+    tmp_path_factory: pytest.TempPathFactory,
+    **settings: str,
+) -> Iterator[Server]:
+    """Seed and serve (see :func:`server`); ``settings`` are extra ``CLOUDBRANCH_*`` values."""
     cli = Path(sys.executable).parent / "cloudbranch"
     if not cli.exists():
         pytest.fail(f"{cli} not found: install the project into the venv (make deps)")
     data_dir = tmp_path_factory.mktemp("e2e-server")
     log = data_dir / "server.log"
     port = _free_port()
-    env = _server_env(data_dir / "data", port, shared_data)
+    env = {**_server_env(data_dir / "data", port, shared_data), **settings}
     customers = _customers(shared_data, clips)
     _run_cli(cli, ["seed-demo"], env, log)
     for c in customers.values():
@@ -275,6 +301,7 @@ def server(
             [
                 *("customers", "add", "--name", c.name, "--id-number", c.id_number),
                 *("--card-number", c.card_number, "--photo", str(c.photo)),
+                *(("--phone", c.phone) if c.phone else ()),
             ],
             env,
             log,

@@ -11,6 +11,7 @@ import {
   SocketClient,
 } from "./common.js";
 import { CallUI } from "./call_ui.js";
+import { CasePanel } from "./case_panel.js";
 import { AdvisorVerifyUI } from "./verify_advisor.js";
 
 const state = { desired: "available", presence: "offline", entries: [] };
@@ -93,17 +94,27 @@ const socket = new SocketClient({
 
 const call = new CallUI(socket, {
   role: "advisor",
-  onStarted: () => {
+  onStarted: (m) => {
     $("queue-panel").hidden = true;
     verify.setInCall(true);
+    casePanel.started(m);
   },
-  onEnded: () => verify.setInCall(false),
+  onEnded: () => {
+    verify.setInCall(false);
+    casePanel.reset();
+  },
 });
 
 const verify = new AdvisorVerifyUI((m) => socket.send(m));
+const casePanel = new CasePanel((m) => socket.send(m));
+
+// Refusals that answer a decision on the case panel are shown there, not at the top of the page.
+function isGrantError(m) {
+  return m.code === "grant_refused" || m.ref === "grant.confirm" || m.ref === "grant.decline";
+}
 
 function handle(m) {
-  if (call.handle(m) || verify.handle(m)) return;
+  if (call.handle(m) || verify.handle(m) || casePanel.handle(m)) return;
   switch (m.type) {
     case "queue.snapshot":
       onSnapshot(m);
@@ -113,7 +124,8 @@ function handle(m) {
       break;
     case "error":
       if (m.ref === "verify.start") verify.refused();
-      showPageError(errorText(m.code));
+      if (isGrantError(m)) casePanel.refused(m);
+      else showPageError(errorText(m.code));
       break;
     default:
       break;

@@ -176,3 +176,48 @@ export function connectionStatus(state) {
     announce(msg("js.conn.closed"));
   }
 }
+
+/**
+ * `fetch` a JSON API route of this site with the session's CSRF token. Resolves to
+ * `{ok, status, body}` (body: the parsed JSON or {}); a network failure gives status 0.
+ * The request body is never logged: it may hold a PIN or a password.
+ */
+export async function fetchJson(path, { method = "GET", body } = {}) {
+  const init = {
+    method,
+    credentials: "same-origin",
+    cache: "no-store",
+    headers: { Accept: "application/json" },
+  };
+  if (method !== "GET") {
+    init.headers["Content-Type"] = "application/json";
+    init.headers["X-CSRF-Token"] = config().csrf || "";
+    init.body = JSON.stringify(body || {});
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (err) {
+    return { ok: false, status: 0, body: {} };
+  }
+  let parsed = {};
+  try {
+    parsed = await response.json();
+  } catch (err) {
+    parsed = {};
+  }
+  return { ok: response.ok, status: response.status, body: parsed || {} };
+}
+
+/** A date/time in the page's language ("" for a missing or unreadable value). */
+export function dateTimeText(iso) {
+  const date = new Date(iso);
+  if (!iso || Number.isNaN(date.getTime())) return "";
+  return date.toLocaleString(config().lang, {
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+  });
+}

@@ -11,6 +11,7 @@ import {
   SocketClient,
 } from "./common.js";
 import { CallUI } from "./call_ui.js";
+import { ServicePanel } from "./service_panel.js";
 import { CustomerVerifyUI } from "./verify_customer.js";
 
 const state = { phase: "waiting", lastPosition: null };
@@ -48,9 +49,12 @@ const call = new CallUI(socket, {
 });
 
 const verify = new CustomerVerifyUI();
+const service = new ServicePanel();
 
 function handle(m) {
-  if (call.handle(m) || verify.handle(m)) return;
+  // After every (re)connection: where the service stands (a state change may have been missed).
+  if (m.type === "welcome") service.load();
+  if (call.handle(m) || verify.handle(m) || service.handle(m)) return;
   switch (m.type) {
     case "queue.position":
       showPageError(null);
@@ -72,4 +76,5 @@ $("queue-leave").addEventListener("click", () => {
   window.location.assign("/");
 });
 
+service.load();
 socket.connect();
