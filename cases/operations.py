@@ -98,13 +98,16 @@ class ServiceDesk:
             return _with(base, step="done")
         if case.service == "card_loss" and blocked is None:
             return _with(base, step="block")
+        attempt, approval = await self.grants.latest(case.id)
+        info = None
+        if attempt is not None and approval is not None and approval.attempt_id == attempt.id:
+            info = {"id": approval.id, "state": approval.state, "reason": approval.reason}
+            base = _with(base, approval=info)
         live = await self.grants.live_grant(case.id)
         if live is not None:
             step = "code" if await self._pending_code(live.id) else "ready"
             return _with(base, step=step, grant_expires_at=_iso(live.expires_at))
-        attempt, approval = await self.grants.latest(case.id)
-        if attempt is not None and approval is not None and approval.attempt_id == attempt.id:
-            info = {"id": approval.id, "state": approval.state, "reason": approval.reason}
+        if attempt is not None and approval is not None and info is not None:
             if approval.state == "pending":
                 return _with(base, step="approval", attempt_id=attempt.public_id, approval=info)
             if approval.state == "rejected":

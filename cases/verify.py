@@ -164,6 +164,7 @@ class VerifyDesk:
             self._vocabulary,
             time_limit=self.config.challenge_seconds,
             min_challenges=3,
+            pause=self.config.pause,
         )
         challenges = [c.action.value for c in plan.challenges]
         attempt_id = await self.attempts.create(

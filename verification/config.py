@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from verification.challenges import PAUSE
 from verification.quality import REFERENCE_PHOTO, QualityConfig
 
 if TYPE_CHECKING:
@@ -43,6 +44,9 @@ class VerificationConfig:
     challenges: int = 3
     challenge_seconds: float = 8.0  # time limit of each challenge
     vocabulary: tuple[str, ...] = ()  # empty: every action; tests restrict it to a clip's actions
+    # Seconds of "hold still" before each instruction (random within). (0, 0) turns the pause
+    # off: for tests whose looping clip cannot hold still (the pause is an anti-replay check).
+    pause: tuple[float, float] = PAUSE
     max_attempts_per_case: int = 3
     lock_after_failures: int = 5
     lock_window_hours: int = 24
@@ -52,6 +56,9 @@ class VerificationConfig:
             raise ValueError(f"face backend must be one of {', '.join(BACKENDS)}: {self.backend!r}")
         if self.backend != "dlib" and self.models_dir is None:
             raise ValueError(f"the {self.backend} face backend needs a models folder")
+        low, high = self.pause
+        if not 0 <= low <= high <= 10:
+            raise ValueError(f"the hold-still pause must be 0 ≤ min ≤ max ≤ 10 s: {self.pause}")
         if self.workers < 0 or not 1 <= self.sample_fps <= 30 or self.challenges < 1:
             raise ValueError(f"invalid verification settings: {self}")
 

@@ -264,10 +264,15 @@ async def switch_elderly(request: web.Request) -> web.StreamResponse:
 # ---- staff ----------------------------------------------------------------------------------
 
 
+# Where each role lands after logging in (unless the login page was asked for another page).
+STAFF_HOME = {"supervisor": "/staff/approvals", "admin": "/admin/outbox"}
+
+
 @routes.get("/staff/login")
 async def login_page(request: web.Request) -> web.Response:
     """Staff login form."""
-    return await render_with_session(request, "staff_login.html", error=None)
+    target = safe_next(request.query.get("next"), "")
+    return await render_with_session(request, "staff_login.html", error=None, next_path=target)
 
 
 @routes.post("/staff/login")
@@ -288,8 +293,16 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     if staff is None:
         await limiter.failed(key)
         log.info("staff login failed")
-        return render(request, "staff_login.html", status=401, error="login.error.invalid")
-    response = see_other("/advisor")
+        return render(
+            request,
+            "staff_login.html",
+            status=401,
+            error="login.error.invalid",
+            next_path=safe_next(str(form.get("next", "")), ""),
+        )
+    response = see_other(
+        safe_next(str(form.get("next", "")), STAFF_HOME.get(staff.role, "/advisor"))
+    )
     await start_session(request, response, "staff", staff_id=staff.id)
     log.info("staff login", extra={"staff_id": staff.id})
     return response

@@ -246,3 +246,26 @@ async def test_outbox_is_for_admins_and_supervisors(world: World) -> None:
     sup = await world.make_client()
     await login(sup, "supervisor1")
     assert (await sup.get("/admin/outbox")).status == 200
+
+
+async def test_staff_land_on_their_console_or_the_page_they_asked_for(world: World) -> None:
+    await create_staff(world.app[DB], "supervisor1", "Sup Li", ADVISOR_PASSWORD, "supervisor")
+
+    async def land(username: str, next_path: str | None) -> str:
+        client = await world.make_client()
+        query = f"?next={next_path}" if next_path else ""
+        page = await (await client.get("/staff/login" + query)).text()
+        found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert found
+        form = {"csrf_token": found.group(1), "username": username, "password": ADVISOR_PASSWORD}
+        hidden = re.search(r'name="next" value="([^"]+)"', page)
+        if hidden:
+            form["next"] = hidden.group(1)
+        resp = await client.post("/staff/login", data=form, allow_redirects=False)
+        assert resp.status == 303
+        return resp.headers["Location"]
+
+    assert await land("advisor1", None) == "/advisor"
+    assert await land("supervisor1", None) == "/staff/approvals"
+    assert await land("supervisor1", "/admin/outbox") == "/admin/outbox"
+    assert await land("supervisor1", "//evil.example/") == "/staff/approvals"
