@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import jinja2
 import pytest
 
+from banking.core import Notification
 from web.i18n import SUPPORTED, Catalog
 
 WEB = Path(__file__).resolve().parents[2] / "web"
@@ -95,6 +97,20 @@ PAGES: dict[str, tuple[dict[str, Any], set[str]]] = {
     "advisor.html": (
         {"staff_name": "Wang Fang"},
         {"logout", "presence-toggle", "presence-status", "queue-list", "queue-empty"} | CALL_IDS,
+    ),
+    "approvals.html": (
+        {"staff_name": "Li Na"},
+        {"logout", "approvals-status", "approvals-list", "approvals-empty"},
+    ),
+    "outbox.html": (
+        {
+            "notifications": [
+                Notification(
+                    1, 7, "13912345678", "otp", "Your code is 123456.", datetime(2026, 11, 29)
+                )
+            ]
+        },
+        {"logout", "outbox-table"},
     ),
 }
 CUSTOMER = {"service.html", "identify.html", "consent.html", "device_check.html", "call.html"}
