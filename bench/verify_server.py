@@ -56,15 +56,22 @@ FPS = 10.0
 
 
 class PresenterVideo:
-    """The presenter answering what the desk shows; its clock advances one period per read."""
+    """The presenter answering what the desk shows, on the wall clock: a real person does not
+    slow down when the server is busy; the server's latest-frame tap skips frames instead.
+    (``--person-clock reads``: the person's clock advances one period per frame read, as in
+    tests/cases/test_verify.py, where a busy machine must not skip a blink.)"""
 
-    def __init__(self, desk: VerifyDesk, case_id: str, presenter: GenuinePresenter) -> None:
+    def __init__(
+        self, desk: VerifyDesk, case_id: str, presenter: GenuinePresenter, wall: bool
+    ) -> None:
         self.desk, self.case_id, self.presenter, self.reads = desk, case_id, presenter, 0
+        self.wall, self.start = wall, time.monotonic()
 
     def latest_customer_frame(self) -> VideoFrame | None:
         self.reads += 1
         prompt = self.desk.current_challenge(self.case_id)
-        return VideoFrame.from_ndarray(self.presenter.frame(self.reads / FPS, prompt), "rgb24")
+        t = time.monotonic() - self.start if self.wall else self.reads / FPS
+        return VideoFrame.from_ndarray(self.presenter.frame(t, prompt), "rgb24")
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -99,15 +106,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             for i in range(args.attempts):
                 outcomes.append(
-                    await _attempt(db, engine, banking, blobs, cfg, who, clip, ref.id, n * 1000 + i)
+                    await _attempt(
+                        db,
+                        engine,
+                        banking,
+                        blobs,
+                        cfg,
+                        who,
+                        clip,
+                        ref.id,
+                        n * 1000 + i,
+                        args.person_clock == "wall",
+                    )
                 )
     finally:
         await engine.close()
         await db.close()
-    return _report(outcomes)
+    return {**_report(outcomes), "person_clock": args.person_clock}
 
 
-async def _attempt(db, engine, banking, blobs, cfg, who, clip, customer_id, seed):  # type: ignore[no-untyped-def]
+async def _attempt(db, engine, banking, blobs, cfg, who, clip, customer_id, seed, wall):  # type: ignore[no-untyped-def]
     case = await CaseStore(db).open(customer_id, "pin_change", "en", False)
     sent: list[tuple[float, Any]] = []
     done = asyncio.Event()
@@ -118,7 +136,8 @@ async def _attempt(db, engine, banking, blobs, cfg, who, clip, customer_id, seed
             done.set()
 
     desk = VerifyDesk(engine, banking, AttemptStore(db), blobs, load_policy(), cfg, send)
-    video = PresenterVideo(desk, "bench", GenuinePresenter(who, clip, random.Random(seed)))
+    presenter = GenuinePresenter(who, clip, random.Random(seed))
+    video = PresenterVideo(desk, "bench", presenter, wall)
     started = time.monotonic()
     await desk.start(VerifyTarget("bench", case.id, customer_id, 1, "pin_change", video))
     await asyncio.wait_for(done.wait(), 90)
@@ -162,6 +181,7 @@ def _report(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--attempts", type=int, default=5, help="attempts per person")
+    parser.add_argument("--person-clock", choices=("wall", "reads"), default="wall")
     print(json.dumps(asyncio.run(run(parser.parse_args())), indent=2))
 
 
