@@ -135,7 +135,7 @@ async def revoke_grant(session: AsyncSession, grant_id: int, now: datetime) -> N
     )
 
 
-def audit_ok(
+async def audit_ok(
     session: AsyncSession,
     action: str,
     *,
@@ -145,7 +145,7 @@ def audit_ok(
     detail: dict[str, object],
 ) -> None:
     """The ``ok`` event of an operation, inside its transaction."""
-    add_event(
+    await add_event(
         session,
         action=action,
         outcome="ok",
@@ -180,7 +180,7 @@ async def _record_refusal(
     if grant_id is None and isinstance(err, GrantRefused):
         grant_id = err.grant_id
     async with db.session() as s, s.begin():
-        add_event(
+        await add_event(
             s,
             action=action,
             outcome="refused",

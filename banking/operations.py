@@ -94,7 +94,7 @@ async def report_loss(ctx: BankContext, customer_id: int, case_id: int) -> LossR
                 )
             ).all()
             detail: dict[str, object] = {"cards_blocked": len(blocked), "lost_cards": len(lost)}
-            audit_ok(
+            await audit_ok(
                 s,
                 "loss_report",
                 case_id=case_id,
@@ -155,7 +155,7 @@ async def order_reissue(
             )
             s.add(card)
             detail: dict[str, object] = {"new_card": card.number_masked, "replaces": lost.id}
-            audit_ok(
+            await audit_ok(
                 s,
                 action,
                 case_id=case_id,
@@ -215,7 +215,7 @@ async def change_pin(
             grant_id = await consume_grant(s, ref, now)
             if await s.scalar(set_pin, execution_options=_NO) is None:
                 raise NoCard()  # reported lost meanwhile
-            audit_ok(
+            await audit_ok(
                 s,
                 action,
                 case_id=case_id,
@@ -271,7 +271,7 @@ async def reset_ukey(
             grant_id = await consume_grant(s, ref, now)
             await s.execute(reset, execution_options=_NO)
             detail: dict[str, object] = {"serial": ukey.serial, "was": ukey.status}
-            audit_ok(
+            await audit_ok(
                 s,
                 action,
                 case_id=case_id,

@@ -131,7 +131,7 @@ async def start_phone_change(
             )
             s.add(_sms(customer_id, phone, "otp", otp_text(code), now))
             detail: dict[str, object] = {"new_phone": mask_phone(phone), "wrong_tries": tries}
-            audit_ok(
+            await audit_ok(
                 s,
                 _START,
                 case_id=case_id,
@@ -193,7 +193,7 @@ async def _count_wrong(ctx: BankContext, otp: PhoneOtp, ref: GrantRef, trail: Tr
         if failed:
             await revoke_grant(s, otp.grant_id, now)
         # The count and its event commit together, unlike other refusals (nothing to roll back).
-        add_event(
+        await add_event(
             s,
             action=_CONFIRM,
             outcome="refused",
@@ -240,7 +240,7 @@ async def _apply(ctx: BankContext, otp: PhoneOtp, ref: GrantRef) -> PhoneChanged
             "old_phone": mask_phone(old_phone) if old_phone else None,
             "cooling_off_until": now + COOLING_OFF,
         }
-        audit_ok(
+        await audit_ok(
             s,
             _CONFIRM,
             case_id=ref.case_id,

@@ -79,7 +79,7 @@ class AttemptStore:
                     started_at=datetime.now(UTC),
                 )
             )
-            add_event(
+            await add_event(
                 s,
                 action="verification.started",
                 outcome="ok",
@@ -105,7 +105,7 @@ class AttemptStore:
             row.evidence_blob_key = done.evidence_blob_key
             row.best_frame_blob_key = done.best_frame_blob_key
             row.ended_at = datetime.now(UTC)
-            add_event(
+            await add_event(
                 s,
                 action="verification.finished",
                 outcome="ok" if done.state == "passed" else "failed",

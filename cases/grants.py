@@ -92,7 +92,7 @@ class GrantDesk:
                 )
                 s.add(approval)
                 await s.flush()
-                add_event(
+                await add_event(
                     s,
                     action="approval.requested",
                     outcome="ok",
@@ -105,7 +105,7 @@ class GrantDesk:
             grant = await self._issue(
                 s, case.id, case.customer_id, case.service, attempt, staff_id, None, now
             )
-            add_event(
+            await add_event(
                 s,
                 action="grant.issued",
                 outcome="ok",
@@ -130,7 +130,7 @@ class GrantDesk:
                 raise GrantError("already_reviewed", f"this attempt was {attempt.review} already")
             attempt.review, attempt.reviewed_by, attempt.reviewed_at = "declined", staff_id, now
             attempt.review_reason = reason
-            add_event(
+            await add_event(
                 s,
                 action="verification.declined",
                 outcome="ok",
@@ -188,7 +188,7 @@ class GrantDesk:
                     now,
                 )
                 grant_id = grant.id
-            add_event(
+            await add_event(
                 s,
                 action="approval.approved" if approve else "approval.rejected",
                 outcome="ok",

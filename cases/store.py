@@ -117,7 +117,7 @@ class CaseStore:
             )
             s.add(case)
             await s.flush()
-            add_event(
+            await add_event(
                 s,
                 action="case.opened",
                 outcome="ok",
@@ -173,7 +173,7 @@ class CaseStore:
             if ended_by is not None:
                 detail["ended_by"] = ended_by
             staff = advisor_id if wanted is CaseState.IN_CALL else None
-            add_event(
+            await add_event(
                 s,
                 action=f"case.{wanted.value}",
                 outcome="ok",

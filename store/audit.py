@@ -3,6 +3,13 @@
 ``add_event`` appends a row inside the caller's session, so that an operation and its event commit
 or roll back together. No code updates or deletes ``audit_events``; a database trigger refuses it.
 
+The log is hash-chained (``store.chain``): each event takes the next ``seq`` and the hash of the
+event before it. Two transactions must not take the same link, so ``add_event`` first takes the
+chain's lock, held until the caller's transaction ends: on PostgreSQL a transaction-level
+advisory lock, on SQLite the database's write lock (one writer at a time). Only then does it
+read the last event. A slip would still be loud: ``seq`` is unique. Call ``add_event`` late in
+a transaction: every other transaction that appends waits for it to end.
+
 ``detail`` is JSON and must never carry a secret: keys that look like one (``pin``, ``password``,
 ``code``, ``otp``, ``id_number`` …) are refused with ``ValueError``, so that nobody logs one by
 mistake. Values are the caller's responsibility: mask phone and ID numbers before passing them.
@@ -16,9 +23,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.chain import GENESIS, ChainEvent, event_hash
 from store.db import Database
 from store.models import AuditEvent
 
@@ -31,6 +39,8 @@ _SECRET_WORDS = frozenset(
 )
 _SECRET_JOINED = ("idnumber", "passcode", "pincode", "password")
 _WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+# Any constant works: it only has to be the same on every node appending to the same database.
+_PG_CHAIN_LOCK = 0x41756469
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +56,8 @@ class AuditRecord:
     action: str
     outcome: str
     detail: Mapping[str, object] = field(default_factory=dict)
+    seq: int = 0
+    hash: str = ""
 
 
 def _camel_to_snake(key: str) -> str:
@@ -87,7 +99,29 @@ def encode_detail(detail: Mapping[str, object] | None) -> str:
     return json.dumps(detail, sort_keys=True, ensure_ascii=False, default=_json_default)
 
 
-def add_event(
+async def _lock_chain(session: AsyncSession) -> None:
+    """Hold the chain's lock until the session's transaction ends (see the module docstring)."""
+    conn = await session.connection()
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_CHAIN_LOCK})
+    elif dialect == "sqlite":
+        # A write that touches no row (so the append-only trigger never fires) takes SQLite's
+        # write lock; the driver opens the transaction before it. Holding the write lock, this
+        # connection reads the newest data: in WAL mode a stale one could not have taken it.
+        await conn.execute(text("UPDATE audit_events SET seq = seq WHERE 0"))
+    else:
+        raise NotImplementedError(f"no audit chain lock for {dialect}")
+
+
+async def chain_head(session: AsyncSession) -> tuple[int, str]:
+    """The ``seq`` and ``hash`` of the last event (0 and the genesis hash for an empty log)."""
+    query = select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+    row = (await session.execute(query)).first()
+    return (0, GENESIS) if row is None else (row.seq, row.hash)
+
+
+async def add_event(
     session: AsyncSession,
     *,
     action: str,
@@ -98,14 +132,22 @@ def add_event(
     grant_id: int | None = None,
     detail: Mapping[str, object] | None = None,
 ) -> AuditEvent:
-    """Append one event to ``session`` (written when the caller's transaction commits)."""
+    """Append one event to ``session``'s transaction, as the next link of the chain.
+
+    It is written (and the chain's lock released) when the caller's transaction ends.
+    """
     if actor_kind not in ACTOR_KINDS:
         raise ValueError(f"unknown actor kind {actor_kind!r}")
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {outcome!r}")
     if not action:
         raise ValueError("the action must not be empty")
-    row = AuditEvent(
+    encoded = encode_detail(detail)
+    await _lock_chain(session)
+    last_seq, prev_hash = await chain_head(session)
+    # The time is read under the lock, so that times never go backwards along the chain.
+    link = ChainEvent(
+        seq=last_seq + 1,
         at=datetime.now(UTC),
         actor_kind=actor_kind,
         actor_id=actor_id,
@@ -113,9 +155,24 @@ def add_event(
         grant_id=grant_id,
         action=action,
         outcome=outcome,
-        detail=encode_detail(detail),
+        detail=encoded,
+        prev_hash=prev_hash,
+    )
+    row = AuditEvent(
+        seq=link.seq,
+        prev_hash=prev_hash,
+        hash=event_hash(prev_hash, link),
+        at=link.at,
+        actor_kind=actor_kind,
+        actor_id=actor_id,
+        case_id=case_id,
+        grant_id=grant_id,
+        action=action,
+        outcome=outcome,
+        detail=encoded,
     )
     session.add(row)
+    await session.flush()
     return row
 
 
@@ -135,6 +192,8 @@ def _record(row: AuditEvent) -> AuditRecord:
         action=row.action,
         outcome=row.outcome,
         detail=json.loads(row.detail),
+        seq=row.seq,
+        hash=row.hash,
     )
 
 

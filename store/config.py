@@ -17,6 +17,25 @@ class S3Config:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditConfig:
+    """The audit log's checkpoints: the Ed25519 key that signs them and how often.
+
+    ``signing_seed`` is the raw 32-byte seed when one is configured; otherwise the key lives in
+    ``key_file`` (generated there on first use). ``checkpoint_minutes`` = 0: no periodic ones.
+    """
+
+    key_file: Path
+    signing_seed: bytes | None = field(default=None, repr=False)
+    checkpoint_minutes: int = 10
+
+    def __post_init__(self) -> None:
+        if self.signing_seed is not None and len(self.signing_seed) != 32:
+            raise ValueError("the audit signing key must be a 32-byte Ed25519 seed")
+        if self.checkpoint_minutes < 0:
+            raise ValueError(f"checkpoint_minutes must be 0 or more: {self.checkpoint_minutes}")
+
+
+@dataclass(frozen=True, slots=True)
 class StoreConfig:
     """Where the database and the blobs live.
 

@@ -29,3 +29,7 @@ class BlobCorrupt(StoreError):
     def __init__(self, key: str) -> None:
         super().__init__(f"blob content does not match its key: {key}")
         self.key = key
+
+
+class SigningKeyError(StoreError):
+    """The audit signing key (or a public key given to verify with) cannot be used."""

@@ -308,12 +308,18 @@ class PhoneOtp(Base):
 class AuditEvent(Base):
     """One step of a case, as auditors see it. Append-only: a trigger refuses UPDATE and DELETE.
 
+    Hash-chained (``store.chain``): ``seq`` counts 1, 2, 3 … without gaps, ``prev_hash`` is the
+    ``hash`` of event ``seq - 1``, ``hash`` covers ``prev_hash`` and every field below.
+
     No foreign keys on purpose: the log must accept an event that names a case or grant which
     does not exist (a refused request) and must never block deleting other rows.
     """
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_case_id", "case_id", "id"),)
+    __table_args__ = (
+        Index("ix_audit_events_case_id", "case_id", "id"),
+        Index("ix_audit_events_seq", "seq", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -324,3 +330,24 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(48))
     outcome: Mapped[str] = mapped_column(String(16))  # ok | refused | failed
     detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON, never a secret
+    seq: Mapped[int] = mapped_column(Integer)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """The log's head (event ``seq`` and its ``hash``) signed with the audit key. Append-only.
+
+    ``signature`` is base64 of the Ed25519 signature of ``store.signing.checkpoint_message``;
+    ``key_id`` names the key (``store.signing.key_id``).
+    """
+
+    __tablename__ = "audit_checkpoints"
+    __table_args__ = (Index("ix_audit_checkpoints_seq", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    signature: Mapped[str] = mapped_column(String(128))
+    key_id: Mapped[str] = mapped_column(String(32))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -10,6 +11,7 @@ from functools import partial
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from banking.sql import SqlCoreBanking
 from cases.attempts import AttemptStore
@@ -25,7 +27,9 @@ from cases.verify import VerifyDesk
 from media.call import CallManager
 from signaling.hub import Hub
 from store.blobs import LocalBlobStore
+from store.checkpoints import checkpoint_every, write_checkpoint
 from store.db import open_database
+from store.signing import signing_key
 from verification.config import build_engine
 from verification.policy import load_policy
 from verification.service import EngineService
@@ -79,6 +83,32 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         log.info("closed %d cases left open by an earlier run", recovered)
     yield
     await db.close()
+
+
+async def _audit_checkpoints(app: web.Application) -> AsyncIterator[None]:
+    """Sign the audit log's head every few minutes, and once more on the way down."""
+    cfg = app[SETTINGS].audit
+    if cfg.checkpoint_minutes == 0:
+        log.warning("periodic audit checkpoints are off (CLOUDBRANCH_AUDIT_CHECKPOINT_MINUTES=0)")
+        yield
+        return
+    db = app[DB]
+    key = await asyncio.to_thread(signing_key, cfg)
+    task = asyncio.create_task(
+        checkpoint_every(db, key, cfg.checkpoint_minutes * 60.0), name="audit-checkpoints"
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        # Runs after _live's cleanup (cleanup_ctx unwinds in reverse), so the events of
+        # calls ended at shutdown are covered; the database closes after this.
+        try:
+            await write_checkpoint(db, key, only_if_moved=True)
+        except SQLAlchemyError:
+            log.exception("could not write the audit checkpoint at shutdown")
 
 
 async def _live(app: web.Application) -> AsyncIterator[None]:
@@ -145,6 +175,7 @@ def create_app(settings: Settings) -> web.Application:
     app[CATALOG] = Catalog()
     app[JINJA] = make_environment()
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_audit_checkpoints)
     app.cleanup_ctx.append(_live)
     app.on_response_prepare.append(middleware.on_prepare)
     app.on_shutdown.append(_stop_live)

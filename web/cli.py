@@ -1,7 +1,9 @@
-"""The ``cloudbranch`` command: serve, migrate, seed demo data, add customers and staff.
+"""The ``cloudbranch`` command: serve, migrate, seed demo data, add customers and staff, sign
+and verify the audit log.
 
 Each command reads ``Settings.from_env()`` and runs in its own ``asyncio.run``. Expected failures
-(bad input, duplicates, unreadable files) print one line to stderr and exit with status 2.
+(bad input, duplicates, unreadable files) print one line to stderr and exit with status 2;
+``audit verify`` exits with status 1 when the log is broken.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import logging
 import os
 import sys
@@ -22,8 +25,16 @@ from banking.demo import DemoSummary, Enroller, seed_demo
 from banking.errors import BankingError, InvalidCustomerData
 from banking.sql import SqlCoreBanking
 from store.blobs import BlobStore, LocalBlobStore
+from store.checkpoints import VerifyReport, verify_log, write_checkpoint
 from store.db import Database, open_database
 from store.errors import StoreError
+from store.signing import (
+    find_signing_key,
+    key_id,
+    parse_public_key,
+    public_key_b64,
+    signing_key,
+)
 from verification.config import build_engine
 from verification.engine import FaceEngine
 from verification.errors import VerificationError
@@ -33,6 +44,7 @@ from web.settings import Settings, SettingsError
 log = logging.getLogger(__name__)
 
 PASSWORD_ENV = "CLOUDBRANCH_NEW_STAFF_PASSWORD"
+EXIT_BROKEN = 1
 EXIT_USAGE = 2
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -173,6 +185,44 @@ async def _add_staff(settings: Settings, args: argparse.Namespace, password: str
     print(format_table(["id", "username", "role", "name"], rows))
 
 
+async def _audit_checkpoint(settings: Settings) -> dict[str, object]:
+    key = await asyncio.to_thread(signing_key, settings.audit)
+    db = await open_database(settings.store)
+    try:
+        cp = await write_checkpoint(db, key)
+    finally:
+        await db.close()
+    if cp is None:
+        raise CliError("the audit log is empty: there is nothing to sign")
+    public = key.public_key()
+    return {
+        "seq": cp.seq,
+        "hash": cp.hash,
+        "at": cp.at.isoformat(),
+        "key_id": key_id(public),
+        "public_key": public_key_b64(public),
+    }
+
+
+async def _audit_verify(settings: Settings, public_key: str | None) -> VerifyReport:
+    if public_key is not None:
+        public = parse_public_key(public_key)
+    else:
+        key = await asyncio.to_thread(find_signing_key, settings.audit)
+        if key is None:
+            raise CliError(
+                "no audit key to check checkpoints with: set CLOUDBRANCH_AUDIT_SIGNING_KEY "
+                "or pass --public-key"
+            )
+        public = key.public_key()
+    db = await open_database(settings.store)
+    try:
+        # Recordings' hashes join here as EventChecks once recordings exist (issue 5).
+        return await verify_log(db, public)
+    finally:
+        await db.close()
+
+
 def _cmd_serve(settings: Settings, _args: argparse.Namespace) -> None:
     # Imported here: the web app pulls in aiohttp, aiortc and the face backends.
     from web.app import serve
@@ -196,6 +246,31 @@ def _cmd_customers_add(settings: Settings, args: argparse.Namespace) -> None:
 def _cmd_staff_add(settings: Settings, args: argparse.Namespace) -> None:
     password = _new_staff_password()
     asyncio.run(_add_staff(settings, args, password))
+
+
+def _cmd_audit_checkpoint(settings: Settings, _args: argparse.Namespace) -> None:
+    print(json.dumps(asyncio.run(_audit_checkpoint(settings))))
+
+
+def _cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    report = asyncio.run(_audit_verify(settings, args.public_key))
+    print(json.dumps(report.to_json(), ensure_ascii=False))
+    return 0 if report.ok else EXIT_BROKEN
+
+
+def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    audit = sub.add_parser("audit", help="sign and verify the hash-chained audit log")
+    audit_sub = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
+    checkpoint = audit_sub.add_parser("checkpoint", help="sign the log's head (prints JSON)")
+    checkpoint.set_defaults(run=_cmd_audit_checkpoint)
+    verify = audit_sub.add_parser(
+        "verify",
+        help="recompute the chain, check every checkpoint; prints JSON, exits 1 when broken",
+    )
+    verify.add_argument(
+        "--public-key", help="base64 Ed25519 public key (default: the configured key's)"
+    )
+    verify.set_defaults(run=_cmd_audit_verify)
 
 
 def _add_subcommands(parser: argparse.ArgumentParser) -> None:
@@ -223,6 +298,7 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     add_staff.add_argument("--role", required=True, choices=ROLES)
     add_staff.add_argument("--display-name", required=True)
     add_staff.set_defaults(run=_cmd_staff_add)
+    _add_audit(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,9 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cloudbranch: configuration error: {err}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        args.run(settings, args)
+        status = args.run(settings, args)
     except (CliError, BankingError, AccountError, StoreError, SettingsError) as err:
         log.debug("command failed", exc_info=True)
         print(f"cloudbranch: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    return 0
+    return status if isinstance(status, int) else 0

@@ -13,10 +13,13 @@ from pathlib import Path
 
 from media.config import MediaConfig
 from signaling.config import SignalingConfig
-from store.config import S3Config, StoreConfig
+from store.config import AuditConfig, S3Config, StoreConfig
+from store.signing import decode_seed
+from verification.challenges import PAUSE
 from verification.config import VerificationConfig
 
 PREFIX = "CLOUDBRANCH_"
+AUDIT_KEY_FILE = "audit-signing.key"
 
 
 class SettingsError(ValueError):
@@ -62,6 +65,22 @@ def _secret(data_dir: Path) -> str:
     return value
 
 
+def _pause(raw: str) -> tuple[float, float]:
+    """``"min,max"`` seconds of "hold still" (``"0"``: none); empty: the default."""
+    if not raw.strip():
+        return PAUSE
+    parts = [p.strip() for p in raw.split(",")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError as err:
+        raise ValueError(f'VERIFY_PAUSE must be "min,max" seconds, got {raw!r}') from err
+    if len(values) == 1:
+        return values[0], values[0]
+    if len(values) != 2:
+        raise ValueError(f'VERIFY_PAUSE must be "min,max" seconds, got {raw!r}')
+    return values[0], values[1]
+
+
 def _verification(env: Mapping[str, str]) -> VerificationConfig:
     models = _str(env, "MODELS_DIR", "")
     vocabulary = tuple(
@@ -75,9 +94,24 @@ def _verification(env: Mapping[str, str]) -> VerificationConfig:
             sample_fps=float(_int(env, "VERIFY_FPS", 10)),
             challenges=_int(env, "VERIFY_CHALLENGES", 3),
             vocabulary=vocabulary,
+            pause=_pause(_str(env, "VERIFY_PAUSE", "")),
         )
     except ValueError as err:
         raise SettingsError(f"{PREFIX}FACE_*/VERIFY_*: {err}") from err
+
+
+def _audit(env: Mapping[str, str], data_dir: Path) -> AuditConfig:
+    """The audit signing key (generated on first use into the data folder when not set)."""
+    raw = _str(env, "AUDIT_SIGNING_KEY", "")
+    try:
+        seed = decode_seed(raw) if raw else None
+    except ValueError as err:  # the message never quotes the key
+        raise SettingsError(f"{PREFIX}AUDIT_SIGNING_KEY: {err}") from err
+    minutes = _int(env, "AUDIT_CHECKPOINT_MINUTES", 10)
+    try:
+        return AuditConfig(data_dir / AUDIT_KEY_FILE, seed, minutes)
+    except ValueError as err:
+        raise SettingsError(f"{PREFIX}AUDIT_CHECKPOINT_MINUTES: {err}") from err
 
 
 def _s3(env: Mapping[str, str]) -> S3Config | None:
@@ -140,6 +174,7 @@ class Settings:
     media: MediaConfig
     signaling: SignalingConfig
     verification: VerificationConfig
+    audit: AuditConfig
     data_dir: Path
     shared_data: Path
     log_level: str = "INFO"
@@ -181,6 +216,7 @@ class Settings:
                 redis_url=_str(env, "REDIS_URL", ""),
             ),
             verification=_verification(env),
+            audit=_audit(env, data_dir),
             data_dir=data_dir,
             shared_data=Path(_str(env, "SHARED_DATA", "../shared/data")).resolve(),
             log_level=_str(env, "LOG_LEVEL", "INFO"),

@@ -24,7 +24,7 @@ async def db(store_config: StoreConfig) -> AsyncIterator[Database]:
 
 async def _add(db: Database, case_id: int | None, action: str, **detail: object) -> None:
     async with db.session() as s, s.begin():
-        add_event(
+        await add_event(
             s,
             action=action,
             outcome="ok",
@@ -54,7 +54,7 @@ async def test_events_are_read_back_newest_first(db: Database) -> None:
 async def test_an_event_rolls_back_with_its_transaction(db: Database) -> None:
     with pytest.raises(RuntimeError):
         async with db.session() as s, s.begin():
-            add_event(s, action="x", outcome="ok", actor_kind="system")
+            await add_event(s, action="x", outcome="ok", actor_kind="system")
             raise RuntimeError("the operation failed")
     assert await list_events(db) == []
 
@@ -98,9 +98,9 @@ def test_bad_values_are_refused() -> None:
 async def test_bad_actor_or_outcome_refused(db: Database) -> None:
     async with db.session() as s:
         with pytest.raises(ValueError):
-            add_event(s, action="x", outcome="maybe", actor_kind="system")
+            await add_event(s, action="x", outcome="maybe", actor_kind="system")
         with pytest.raises(ValueError):
-            add_event(s, action="x", outcome="ok", actor_kind="robot")
+            await add_event(s, action="x", outcome="ok", actor_kind="robot")
     with pytest.raises(ValueError):
         await list_events(db, limit=0)
 

@@ -156,7 +156,7 @@ async def test_services_revision_downgrades_and_upgrades_with_data(
             s.add(customer)
             await s.flush()
             s.add(Card(customer_id=customer.id, number_masked="x", last4="1234", created_at=now))
-            add_event(s, action="kept", outcome="ok", actor_kind="system")
+            await add_event(s, action="kept", outcome="ok", actor_kind="system")
     finally:
         await db.close()
     db_file = Path(store_config.database_url.removeprefix("sqlite+aiosqlite:///"))
@@ -168,7 +168,7 @@ async def test_services_revision_downgrades_and_upgrades_with_data(
     try:
         assert (await asyncio.to_thread(_schema, db_file))[3] == []
         async with db.session() as s, s.begin():
-            add_event(s, action="after", outcome="ok", actor_kind="system")
+            await add_event(s, action="after", outcome="ok", actor_kind="system")
         with pytest.raises(DBAPIError, match="append-only"):
             async with db.session() as s, s.begin():
                 await s.execute(delete(AuditEvent))

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
+import sqlite3
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image
 from sqlalchemy import select
 
@@ -14,9 +20,11 @@ from banking.core import CustomerRef
 from banking.demo import DEMO_PASSWORD
 from banking.identity import luhn_check_digit, prc_id_check_char
 from banking.sql import SqlCoreBanking
+from store.audit import add_event
 from store.blobs import LocalBlobStore
 from store.db import open_database
 from store.models import ReferenceTemplate
+from store.signing import key_id, public_key_b64
 from web.accounts import StaffRef, verify_staff
 from web.cli import main
 from web.settings import Settings
@@ -219,3 +227,107 @@ def test_a_photo_without_exactly_one_good_face_is_refused_and_nothing_stored(
     err = capsys.readouterr().err
     assert "photo" in err and says in err.lower()
     assert _identify("Barack Obama", ID_NUMBER, CARD[-4:]) is None
+
+
+# ---- the audit log ------------------------------------------------------------------------
+
+
+def _append_events(count: int) -> None:
+    async def run() -> None:
+        db = await open_database(Settings.from_env().store)
+        try:
+            for i in range(count):
+                async with db.session() as s, s.begin():
+                    await add_event(s, action=f"cli.{i}", outcome="ok", actor_kind="system")
+        finally:
+            await db.close()
+
+    asyncio.run(run())
+
+
+def _tamper(env: Path, *statements: str) -> None:
+    """Change the log as someone with the database file would: drop the trigger first."""
+    with closing(sqlite3.connect(env / "cloudbranch.db")) as conn, conn:
+        conn.execute("DROP TRIGGER audit_events_no_update")
+        conn.execute("DROP TRIGGER audit_events_no_delete")
+        for statement in statements:
+            conn.execute(statement)
+
+
+def _verify(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, dict[str, Any]]:
+    status = main(["audit", "verify", *extra])
+    return status, json.loads(capsys.readouterr().out)
+
+
+def test_audit_checkpoint_then_verify(
+    env: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    assert main(["audit", "checkpoint"]) == 2
+    assert "empty" in capsys.readouterr().err
+    key_file = env / "audit-signing.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600  # generated on first use
+    assert "generated a new audit signing key" in caplog.text
+    _append_events(3)
+    assert main(["audit", "checkpoint"]) == 0
+    signed = json.loads(capsys.readouterr().out)
+    assert signed["seq"] == 3 and len(signed["hash"]) == 64
+    status, report = _verify(capsys)
+    assert status == 0
+    assert report == {"ok": True, "events": 3, "checkpoints": 1, "first_broken": None}
+    status, report = _verify(capsys, "--public-key", signed["public_key"])
+    assert status == 0 and report["ok"]
+    assert key_file.read_text().strip() not in caplog.text  # the private key is never logged
+
+
+def test_audit_verify_names_a_changed_event(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _append_events(4)
+    assert main(["audit", "checkpoint"]) == 0
+    capsys.readouterr()
+    _tamper(env, "UPDATE audit_events SET outcome = 'refused' WHERE seq = 2")
+    status, report = _verify(capsys)
+    assert status == 1 and report["ok"] is False and report["events"] == 4
+    assert report["first_broken"]["seq"] == 2
+    assert "hash mismatch at seq 2" in report["first_broken"]["reason"]
+
+
+def test_audit_verify_names_a_deleted_event(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _append_events(4)
+    assert main(["audit", "checkpoint"]) == 0
+    capsys.readouterr()
+    _tamper(env, "DELETE FROM audit_events WHERE seq = 3")
+    status, report = _verify(capsys)
+    assert status == 1
+    assert report["first_broken"]["seq"] == 3
+    assert "seq gap after 2" in report["first_broken"]["reason"]
+
+
+def test_audit_verify_with_a_swapped_key(capsys: pytest.CaptureFixture[str]) -> None:
+    _append_events(2)
+    assert main(["audit", "checkpoint"]) == 0
+    capsys.readouterr()
+    other = Ed25519PrivateKey.generate().public_key()
+    status, report = _verify(capsys, "--public-key", public_key_b64(other))
+    assert status == 1
+    assert report["first_broken"]["kind"] == "checkpoint_key"
+    assert main(["audit", "verify", "--public-key", "not a key"]) == 2
+    assert "public key" in capsys.readouterr().err
+
+
+def test_audit_verify_needs_a_key(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _append_events(1)
+    assert main(["audit", "verify"]) == 2
+    assert "CLOUDBRANCH_AUDIT_SIGNING_KEY" in capsys.readouterr().err
+    assert not (env / "audit-signing.key").exists()  # verifying never makes a key
+
+
+def test_audit_key_from_the_environment(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed = bytes(range(32))
+    monkeypatch.setenv("CLOUDBRANCH_AUDIT_SIGNING_KEY", base64.b64encode(seed).decode())
+    _append_events(1)
+    assert main(["audit", "checkpoint"]) == 0
+    signed = json.loads(capsys.readouterr().out)
+    assert signed["key_id"] == key_id(Ed25519PrivateKey.from_private_bytes(seed).public_key())
+    assert not (env / "audit-signing.key").exists()
+    assert _verify(capsys)[0] == 0

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestServer
 
+from store.audit import add_event
+from store.checkpoints import verify_log
+from store.db import open_database
+from store.signing import find_signing_key
+from tests.web.conftest import make_settings
 from web.app import create_app
 from web.cli import main
+from web.keys import DB
 from web.settings import Settings, SettingsError
 
 
@@ -62,3 +71,54 @@ def test_several_node_settings_are_refused_not_ignored(
         monkeypatch.setenv(key, val)
     assert main(["serve"]) == 2
     assert says in capsys.readouterr().err
+
+
+def test_audit_settings(tmp_path: Path) -> None:
+    env = {"CLOUDBRANCH_DATA_DIR": str(tmp_path), "CLOUDBRANCH_SECRET_KEY": "k"}
+    default = Settings.from_env(env).audit
+    assert default.checkpoint_minutes == 10 and default.signing_seed is None
+    assert default.key_file == tmp_path / "audit-signing.key"
+    assert not default.key_file.exists()  # made on first use, not by reading settings
+    seed = base64.b64encode(bytes(range(32))).decode()
+    given = Settings.from_env(
+        {
+            **env,
+            "CLOUDBRANCH_AUDIT_SIGNING_KEY": seed,
+            "CLOUDBRANCH_AUDIT_CHECKPOINT_MINUTES": "0",
+        }
+    )
+    assert given.audit.signing_seed == bytes(range(32)) and given.audit.checkpoint_minutes == 0
+    assert seed not in repr(given) and "signing_seed" not in repr(given)
+    for bad in ("not base64!", base64.b64encode(b"short").decode()):
+        with pytest.raises(SettingsError, match="CLOUDBRANCH_AUDIT_SIGNING_KEY") as err:
+            Settings.from_env({**env, "CLOUDBRANCH_AUDIT_SIGNING_KEY": bad})
+        assert bad not in str(err.value)
+    with pytest.raises(SettingsError, match="CLOUDBRANCH_AUDIT_CHECKPOINT_MINUTES"):
+        Settings.from_env({**env, "CLOUDBRANCH_AUDIT_CHECKPOINT_MINUTES": "-1"})
+
+
+async def test_the_server_signs_checkpoints_in_an_owned_task(
+    tmp_path: Path, shared_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(tmp_path, shared_data)
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    try:
+        tasks = [t for t in asyncio.all_tasks() if t.get_name() == "audit-checkpoints"]
+        assert len(tasks) == 1 and not tasks[0].done()
+        assert settings.audit.key_file.stat().st_mode & 0o777 == 0o600
+        assert "generated a new audit signing key" in caplog.text
+        async with server.app[DB].session() as s, s.begin():
+            await add_event(s, action="served", outcome="ok", actor_kind="system")
+    finally:
+        await server.close()
+    assert tasks[0].cancelled()
+    # On the way down the server signed the head it had reached.
+    key = find_signing_key(settings.audit)
+    assert key is not None
+    db = await open_database(settings.store)
+    try:
+        report = await verify_log(db, key.public_key())
+    finally:
+        await db.close()
+    assert (report.ok, report.events, report.checkpoints) == (True, 1, 1)

@@ -24,5 +24,5 @@ def test_the_pause_defaults_to_the_anti_replay_range_and_can_be_set(tmp_path: Pa
 
 @pytest.mark.parametrize("raw", ["soon", "2,1", "1,2,3", "-1,0", "0,11"])
 def test_a_bad_pause_is_named(tmp_path: Path, raw: str) -> None:
-    with pytest.raises(SettingsError, match="VERIFY_PAUSE|pause"):
+    with pytest.raises(SettingsError, match=r"VERIFY_PAUSE|pause"):
         Settings.from_env(_env(tmp_path, CLOUDBRANCH_VERIFY_PAUSE=raw))
