@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,6 +15,16 @@ class S3Config:
     bucket: str
     access_key: str
     secret_key: str = field(repr=False)
+    region: str = "us-east-1"
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.endpoint)
+        if "@" in parts.netloc:  # the credentials have their own settings; keep them out of URLs
+            raise ValueError("the S3 endpoint must not contain credentials")
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"the S3 endpoint must be an http(s) URL: {self.endpoint!r}")
+        if not self.bucket or not self.access_key or not self.secret_key:
+            raise ValueError("the S3 bucket, access key and secret key must all be set")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +56,7 @@ class StoreConfig:
 
     database_url: str
     blob_dir: Path
-    s3: S3Config | None = None  # not built yet (the server refuses it)
+    s3: S3Config | None = None  # None: blobs live in blob_dir
 
     def __post_init__(self) -> None:
         if "://" not in self.database_url:

@@ -33,3 +33,10 @@ class BlobCorrupt(StoreError):
 
 class SigningKeyError(StoreError):
     """The audit signing key (or a public key given to verify with) cannot be used."""
+
+
+class BlobStoreUnavailable(StoreError):
+    """The blob store cannot be used: unreachable, credentials refused, no such bucket …
+
+    The message names the endpoint, the bucket and the problem, never a secret.
+    """

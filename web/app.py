@@ -26,9 +26,9 @@ from cases.store import CaseStore
 from cases.verify import VerifyDesk
 from media.call import CallManager
 from signaling.hub import Hub
-from store.blobs import LocalBlobStore
 from store.checkpoints import checkpoint_every, write_checkpoint
 from store.db import open_database
+from store.s3 import open_blob_store
 from store.signing import signing_key
 from verification.config import build_engine
 from verification.policy import load_policy
@@ -65,24 +65,24 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    db = await open_database(settings.store)
-    app[DB] = db
-    blobs = LocalBlobStore(settings.store.blob_dir)
-    app[BLOBS] = blobs
-    app[BANKING] = SqlCoreBanking(db, blobs, settings.web.secret_key)
-    app[CASES] = cases = CaseStore(db)
-    window = settings.web.identify_window_seconds
-    app[LIMITER] = limiter = AttemptLimiter(db, settings.web.identify_attempts, window)
-    app[INTAKE] = Intake(app[BANKING], cases, limiter)
-    app[SESSIONS] = SessionStore(db, timedelta(hours=settings.web.session_hours))
-    await ensure_consent_texts(db)
-    # Compiling templates takes a while: do it now, off the loop, not on a customer's request.
-    await asyncio.to_thread(compile_all, app[JINJA])
-    recovered = await cases.recover()
-    if recovered:
-        log.info("closed %d cases left open by an earlier run", recovered)
-    yield
-    await db.close()
+    async with open_blob_store(settings.store) as blobs:
+        db = await open_database(settings.store)
+        app[DB] = db
+        app[BLOBS] = blobs
+        app[BANKING] = SqlCoreBanking(db, blobs, settings.web.secret_key)
+        app[CASES] = cases = CaseStore(db)
+        window = settings.web.identify_window_seconds
+        app[LIMITER] = limiter = AttemptLimiter(db, settings.web.identify_attempts, window)
+        app[INTAKE] = Intake(app[BANKING], cases, limiter)
+        app[SESSIONS] = SessionStore(db, timedelta(hours=settings.web.session_hours))
+        await ensure_consent_texts(db)
+        # Compiling templates takes a while: do it now, off the loop, not on a customer's request.
+        await asyncio.to_thread(compile_all, app[JINJA])
+        recovered = await cases.recover()
+        if recovered:
+            log.info("closed %d cases left open by an earlier run", recovered)
+        yield
+        await db.close()
 
 
 async def _audit_checkpoints(app: web.Application) -> AsyncIterator[None]:

@@ -24,10 +24,11 @@ from banking.core import CoreBanking, NewCustomer, StoredTemplate
 from banking.demo import DemoSummary, Enroller, seed_demo
 from banking.errors import BankingError, InvalidCustomerData
 from banking.sql import SqlCoreBanking
-from store.blobs import BlobStore, LocalBlobStore
+from store.blobs import BlobStore
 from store.checkpoints import VerifyReport, verify_log, write_checkpoint
 from store.db import Database, open_database
 from store.errors import StoreError
+from store.s3 import open_blob_store
 from store.signing import (
     find_signing_key,
     key_id,
@@ -58,12 +59,12 @@ async def _services(
     settings: Settings,
 ) -> AsyncIterator[tuple[Database, BlobStore, CoreBanking]]:
     """The migrated database, the blob store and the core-banking adapter, closed on exit."""
-    db = await open_database(settings.store)
-    try:
-        blobs = LocalBlobStore(settings.store.blob_dir)
-        yield db, blobs, SqlCoreBanking(db, blobs, settings.web.secret_key)
-    finally:
-        await db.close()
+    async with open_blob_store(settings.store) as blobs:
+        db = await open_database(settings.store)
+        try:
+            yield db, blobs, SqlCoreBanking(db, blobs, settings.web.secret_key)
+        finally:
+            await db.close()
 
 
 def _width(text: str) -> int:

@@ -118,29 +118,28 @@ def _s3(env: Mapping[str, str]) -> S3Config | None:
     endpoint = _str(env, "BLOB_S3_ENDPOINT", "")
     if not endpoint:
         return None
-    return S3Config(
-        endpoint=endpoint,
-        bucket=_str(env, "BLOB_S3_BUCKET", "cloudbranch"),
-        access_key=_str(env, "BLOB_S3_ACCESS_KEY", ""),
-        secret_key=_str(env, "BLOB_S3_SECRET_KEY", ""),
-    )
+    try:
+        return S3Config(
+            endpoint=endpoint,
+            bucket=_str(env, "BLOB_S3_BUCKET", "cloudbranch"),
+            access_key=_str(env, "BLOB_S3_ACCESS_KEY", ""),
+            secret_key=_str(env, "BLOB_S3_SECRET_KEY", ""),
+            region=_str(env, "BLOB_S3_REGION", "us-east-1"),
+        )
+    except ValueError as err:  # the message never quotes the secret key
+        raise SettingsError(f"{PREFIX}BLOB_S3_*: {err}") from err
 
 
 def check_supported(settings: Settings) -> None:
     """Refuse settings this version reads but cannot honour yet, rather than ignore them.
 
-    docker-compose.yml describes the several-node deployment; until the Redis backplane and
-    the S3 blob store exist, a node started with them would silently run alone.
+    docker-compose.yml describes the several-node deployment; until the Redis backplane
+    exists, a node started with it would silently run alone.
     """
     if settings.signaling.redis_url:
         raise SettingsError(
             f"{PREFIX}REDIS_URL is set, but the Redis backplane is not built yet: "
             "this version runs a single node (unset it)"
-        )
-    if settings.store.s3 is not None:
-        raise SettingsError(
-            f"{PREFIX}BLOB_S3_ENDPOINT is set, but the S3 blob store is not built yet: "
-            "this version stores blobs in the data folder (unset it)"
         )
 
 

@@ -53,7 +53,6 @@ def test_values_are_typed_and_bad_ones_named(tmp_path: Path) -> None:
     ("name", "value", "says"),
     [
         ("CLOUDBRANCH_REDIS_URL", "redis://127.0.0.1:6379/0", "Redis backplane is not built"),
-        ("CLOUDBRANCH_BLOB_S3_ENDPOINT", "http://127.0.0.1:9000", "S3 blob store is not built"),
     ],
 )
 def test_several_node_settings_are_refused_not_ignored(
@@ -71,6 +70,29 @@ def test_several_node_settings_are_refused_not_ignored(
         monkeypatch.setenv(key, val)
     assert main(["serve"]) == 2
     assert says in capsys.readouterr().err
+
+
+def test_s3_settings_are_read_and_bad_ones_named(tmp_path: Path) -> None:
+    env = {"CLOUDBRANCH_DATA_DIR": str(tmp_path), "CLOUDBRANCH_SECRET_KEY": "k"}
+    assert Settings.from_env(env).store.s3 is None
+    s3_env = {
+        **env,
+        "CLOUDBRANCH_BLOB_S3_ENDPOINT": "http://minio:9000",
+        "CLOUDBRANCH_BLOB_S3_ACCESS_KEY": "cloudbranch",
+        "CLOUDBRANCH_BLOB_S3_SECRET_KEY": "s3-secret-value",
+        "CLOUDBRANCH_BLOB_S3_REGION": "eu-central-1",
+    }
+    s3 = Settings.from_env(s3_env).store.s3
+    assert s3 is not None and s3.bucket == "cloudbranch" and s3.region == "eu-central-1"
+    assert s3.secret_key == "s3-secret-value" and "s3-secret-value" not in repr(s3)
+    for name, bad in (
+        ("CLOUDBRANCH_BLOB_S3_SECRET_KEY", ""),
+        ("CLOUDBRANCH_BLOB_S3_ENDPOINT", "minio:9000"),
+        ("CLOUDBRANCH_BLOB_S3_ENDPOINT", "http://u:s3-secret-value@minio:9000"),
+    ):
+        with pytest.raises(SettingsError, match="CLOUDBRANCH_BLOB_S3_") as err:
+            Settings.from_env({**s3_env, name: bad})
+        assert "s3-secret-value" not in str(err.value)
 
 
 def test_audit_settings(tmp_path: Path) -> None:
