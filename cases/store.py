@@ -189,6 +189,16 @@ class CaseStore:
         now = _now()
         async with self._db.session() as s, s.begin():
             s.add(ChatMessage(case_id=case_id, sender=sender, text=text, sent_at=now))
+            # The text stays in chat_messages (the auditor's view joins it); the log keeps that
+            # a message was sent, by whom and how long, so a deleted message shows.
+            await add_event(
+                s,
+                action="chat.message",
+                outcome="ok",
+                actor_kind="customer" if sender == "customer" else "staff",
+                case_id=case_id,
+                detail={"sender": sender, "chars": len(text)},
+            )
         return now
 
     async def recover(self) -> int:

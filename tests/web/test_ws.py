@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from signaling.messages import VerifyResult
+from store.audit import list_events
 from store.models import Case, ChatMessage
 from tests.store.test_postgres import reset_schema
 from tests.web.conftest import World, consent, identify, login, make_settings, running_world
@@ -117,6 +118,9 @@ async def _journey(world: World) -> None:
     assert case.call_started_at is not None and case.call_ended_at is not None
     assert case.call_ended_at >= case.call_started_at
     assert [c.sender for c in chats] == ["customer", "advisor"]
+    events = [e for e in await list_events(world.app[DB], case.id) if e.action == "chat.message"]
+    assert sorted(str(e.detail["sender"]) for e in events) == ["advisor", "customer"]
+    assert not any("lost my card" in json.dumps(e.detail) for e in events)
 
 
 async def test_two_customers_see_their_positions(world: World) -> None:
