@@ -14,12 +14,13 @@ from tests.pg import throwaway_postgres
 
 REPO = Path(__file__).resolve().parent.parent
 # A callback that holds the loop this long stalls every peer's timers: the test fails.
-# Measured on the 2-core CI machine (debug-mode loop, whole suite): aiortc's and aiohttp's own
-# steps (closing peers, answering a request, reading a socket) reach 0.36–0.40 s now and then;
-# 0.3 s failed healthy tests. This is a net for gross stalls (a migration, a batch of face
-# analyses, a blocking socket); shorter CPU work (one argon2 hash at full cost: 0.15 s here) is
-# kept off the loop by review and by the code's own asyncio.to_thread, not by this guard.
-BLOCK_LIMIT = 0.5
+# Measured in fresh-clone runs of the whole suite on the 2-core machine (debug-mode loop): steps
+# of aiortc, aiohttp and SQLAlchemy themselves (closing peers, answering a request, reading a
+# socket, closing a session) reach 0.36–0.60 s now and then; 0.3 s and 0.5 s each failed healthy
+# tests. This is a net for gross stalls (a migration, a batch of face analyses, a blocking
+# socket); shorter CPU work (one argon2 hash at full cost: 0.15 s here) is kept off the loop by
+# review and by the code's own asyncio.to_thread, not by this guard.
+BLOCK_LIMIT = 1.0
 
 
 def shared_data_dir() -> Path:
