@@ -32,11 +32,6 @@ log = logging.getLogger(__name__)
 MAX_REFRESHES = 64  # status refreshes in flight; more are dropped (the next change sends one)
 
 
-def supervisor_key(staff_id: int) -> str:
-    """Hub principal of a supervisor's console (the same socket as their advisor key)."""
-    return advisor_key(staff_id)
-
-
 class AuthoriseDesk:
     """Routes grant and approval messages and pushes the resulting states."""
 
@@ -80,7 +75,7 @@ class AuthoriseDesk:
     async def supervisor_connected(self, staff_id: int) -> None:
         """A supervisor's console opened: send the pending approvals."""
         self._supervisors.add(staff_id)
-        self.hub.send(supervisor_key(staff_id), await self._pending())
+        self.hub.send(advisor_key(staff_id), await self._pending())
 
     def supervisor_disconnected(self, staff_id: int) -> None:
         """A supervisor's console closed."""
@@ -91,7 +86,7 @@ class AuthoriseDesk:
             return
         msg = await self._pending()
         for staff_id in self._supervisors:
-            self.hub.send(supervisor_key(staff_id), msg)
+            self.hub.send(advisor_key(staff_id), msg)
 
     async def _pending(self) -> ApprovalsPending:
         items = [

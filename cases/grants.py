@@ -254,10 +254,11 @@ class GrantDesk:
             ).scalar_one_or_none()
         return attempt, approval
 
-    def attempt_is_fresh(self, attempt: VerificationAttempt) -> bool:
+    def attempt_is_fresh(self, attempt: VerificationAttempt, now: datetime | None = None) -> bool:
         """Whether a passed attempt may still be confirmed."""
         ended = attempt.ended_at
-        return ended is not None and self._now() - _aware(ended) <= ATTEMPT_MAX_AGE
+        moment = self._now() if now is None else now
+        return ended is not None and moment - _aware(ended) <= ATTEMPT_MAX_AGE
 
     # ---- internals -----------------------------------------------------------------------
 
@@ -292,8 +293,7 @@ class GrantDesk:
             raise GrantError("not_passed", f"the attempt {attempt.state}: it cannot authorise")
         if attempt.review is not None:
             raise GrantError("already_reviewed", f"this attempt was {attempt.review} already")
-        ended = attempt.ended_at
-        if ended is None or now - _aware(ended) > ATTEMPT_MAX_AGE:
+        if not self.attempt_is_fresh(attempt, now):
             raise GrantError("attempt_too_old", "the verification is too old: verify again")
         newer = (
             await s.execute(

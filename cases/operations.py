@@ -69,13 +69,11 @@ def _iso(value: datetime) -> str:
 class ServiceDesk:
     """Runs the customer's requests and tells both sides of the call what changed."""
 
-    def __init__(
-        self, db: Database, grants: GrantDesk, banking: CoreBanking, notify: Notify | None = None
-    ) -> None:
+    def __init__(self, db: Database, grants: GrantDesk, banking: CoreBanking) -> None:
         self._db = db
         self.grants = grants
         self._banking = banking
-        self._notify = notify
+        self._notify: Notify | None = None
 
     def set_notify(self, notify: Notify) -> None:
         """Where status changes go (the live desk, once it exists)."""

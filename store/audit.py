@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 
 from sqlalchemy import select, text
@@ -158,19 +158,8 @@ async def add_event(
         detail=encoded,
         prev_hash=prev_hash,
     )
-    row = AuditEvent(
-        seq=link.seq,
-        prev_hash=prev_hash,
-        hash=event_hash(prev_hash, link),
-        at=link.at,
-        actor_kind=actor_kind,
-        actor_id=actor_id,
-        case_id=case_id,
-        grant_id=grant_id,
-        action=action,
-        outcome=outcome,
-        detail=encoded,
-    )
+    fields = {**asdict(link), "hash": event_hash(prev_hash, link)}
+    row = AuditEvent(**fields)
     session.add(row)
     await session.flush()
     return row

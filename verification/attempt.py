@@ -205,7 +205,7 @@ class AttemptConfig:
     # wide-open mouth closing throws dlib's yaw past a turn for a frame or two: d12).
     aftermath: float = 0.5
     detectors: DetectorConfig = field(default_factory=DetectorConfig)
-    neutral: NeutralLimits = field(default_factory=lambda: NeutralLimits())
+    neutral: NeutralLimits = field(default_factory=NeutralLimits)
 
     def __post_init__(self) -> None:
         if self.baseline_frames < 1:

@@ -30,9 +30,6 @@ PAD_FILES = (
 )
 
 
-BACKENDS = ("dlib", "onnx", "fused")
-
-
 @dataclass(frozen=True, slots=True)
 class VerificationConfig:
     """How the server verifies: which engine, how many workers, how often it samples frames."""
@@ -52,8 +49,8 @@ class VerificationConfig:
     lock_window_hours: int = 24
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"face backend must be one of {', '.join(BACKENDS)}: {self.backend!r}")
+        if self.backend not in KINDS:
+            raise ValueError(f"face backend must be one of {', '.join(KINDS)}: {self.backend!r}")
         if self.backend != "dlib" and self.models_dir is None:
             raise ValueError(f"the {self.backend} face backend needs a models folder")
         low, high = self.pause

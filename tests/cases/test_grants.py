@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from banking.errors import GrantRefused
 from cases.grants import GrantDesk, GrantError
-from cases.operations import ServiceDesk, ServiceRefused, ServiceStatus
+from cases.operations import ServiceDesk, ServiceRefused
 from cases.states import CaseState
 from cases.store import CaseRef
 from store.models import Case, Staff, VerificationAttempt
@@ -69,10 +69,7 @@ async def _supervisor(world: World) -> int:
 
 @pytest.fixture
 def desk(world: World) -> ServiceDesk:
-    seen: list[ServiceStatus] = []
-    service_desk = ServiceDesk(world.db, GrantDesk(world.db), world.banking)
-    service_desk.set_notify(lambda case, status: seen.append(status))
-    return service_desk
+    return ServiceDesk(world.db, GrantDesk(world.db), world.banking)
 
 
 def _pin_verifies(pin_hash: str | None, pin: str) -> bool:

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from verification.backends.flip import combine_flip, mirror_view
+from verification.backends.flip import FlipEmbedder
 from verification.evaluation.metrics import (
     Scores,
     best_accuracy,
@@ -95,10 +95,7 @@ def central_face(faces: Sequence[Face], width: int, height: int) -> Face | None:
 
 def embed_face(embedder: FaceEmbedder, image: Image, face: Face, flip: bool) -> Vector:
     """The embedding of ``face``; with ``flip``, the mean with its mirror image's embedding."""
-    vector = embedder.embed(image, face)
-    if not flip:
-        return vector
-    return combine_flip(vector, mirror_view(embedder, image, face))
+    return (FlipEmbedder(embedder) if flip else embedder).embed(image, face)
 
 
 def detect_all(
