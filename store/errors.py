@@ -40,3 +40,18 @@ class BlobStoreUnavailable(StoreError):
 
     The message names the endpoint, the bucket and the problem, never a secret.
     """
+
+
+class BlobRangeError(StoreError, ValueError):
+    """A byte range ``[start, end)`` cannot be read from a blob of ``size`` bytes.
+
+    Raised when ``start < 0``, ``end <= start`` or ``start >= size`` for a non-empty blob
+    (an HTTP layer answers 416 Range Not Satisfiable).
+    """
+
+    def __init__(self, key: str, start: int, end: int, size: int) -> None:
+        super().__init__(f"invalid range [{start}, {end}) of blob {key} ({size} bytes)")
+        self.key = key
+        self.start = start
+        self.end = end
+        self.size = size

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, closing
+from pathlib import Path
+from typing import Any, TypeVar
 
 import boto3  # type: ignore[import-untyped]
+from boto3.exceptions import S3UploadFailedError  # type: ignore[import-untyped]
+from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.exceptions import (  # type: ignore[import-untyped]
     BotoCoreError,
@@ -20,11 +23,25 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     EndpointConnectionError,
 )
 
-from store.blobs import BlobStore, LocalBlobStore, blob_key, check_key
+from store.blobs import (
+    CHUNK_SIZE,
+    BlobStore,
+    LocalBlobStore,
+    blob_key,
+    check_key,
+    clamp_range,
+    hash_chunks,
+    hash_file,
+)
 from store.config import S3Config, StoreConfig
 from store.errors import BlobCorrupt, BlobNotFound, BlobStoreUnavailable
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PART_SIZE = 16 * 1024 * 1024
+"""Files at least this large are uploaded in parts of this size (S3's minimum is 5 MiB)."""
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 _NO_BUCKET = {"NoSuchBucket"}
@@ -44,6 +61,8 @@ def _code(err: ClientError) -> str:
 def _unavailable(cfg: S3Config, err: Exception) -> BlobStoreUnavailable:
     """Name the problem with the store at ``cfg`` (endpoint and bucket, never a secret)."""
     where = f"S3 blob store {cfg.endpoint} bucket {cfg.bucket!r}"
+    if isinstance(err, S3UploadFailedError) and isinstance(err.__context__, ClientError):
+        err = err.__context__  # boto3's upload_file wraps the S3 error it met
     if isinstance(err, ClientError):
         code = _code(err)
         if code in _CREDENTIALS:
@@ -63,13 +82,18 @@ class S3BlobStore:
     """A ``BlobStore`` over an S3 bucket: blob ``abcdef…`` is the object ``abcdef…``.
 
     ``await open()`` before use: it makes the client and creates the bucket if it is missing.
-    Reads re-hash the bytes and raise ``BlobCorrupt`` when they no longer match the key; S3,
-    MinIO or a network problem raises ``BlobStoreUnavailable`` naming it.
+    ``get`` re-hashes the bytes and raises ``BlobCorrupt`` when they no longer match the key
+    (``read_range`` cannot; ``verify`` streams the object to check it). S3, MinIO or a network
+    problem raises ``BlobStoreUnavailable`` naming it. ``part_size``: files this large or larger
+    go up as a multipart upload in parts of this size.
     """
 
-    def __init__(self, config: S3Config) -> None:
+    def __init__(self, config: S3Config, *, part_size: int = PART_SIZE) -> None:
         self.config = config
         self._s3: Any = None
+        self._transfer = TransferConfig(
+            multipart_threshold=part_size, multipart_chunksize=part_size
+        )
 
     def _client(self) -> Any:
         if self._s3 is None:
@@ -111,15 +135,15 @@ class S3BlobStore:
                 raise
         log.info("created S3 bucket %s at %s", bucket, self.config.endpoint)
 
-    def _call(self, fn: Any, key: str) -> Any:
-        """Run one blocking step, turning botocore errors into store errors."""
+    def _call(self, fn: Callable[[str], T], key: str) -> T:
+        """Run one blocking step on the canonical key, turning boto errors into store errors."""
         try:
             return fn(check_key(key))
         except ClientError as err:
             if _code(err) in _MISSING:
                 raise BlobNotFound(key) from err
             raise _unavailable(self.config, err) from err
-        except BotoCoreError as err:
+        except (BotoCoreError, S3UploadFailedError) as err:
             raise _unavailable(self.config, err) from err
 
     def _exists_sync(self, key: str) -> bool:
@@ -141,6 +165,17 @@ class S3BlobStore:
         self._call(put, key)
         return key
 
+    def _put_file_sync(self, path: Path) -> str:
+        key = hash_file(path)
+
+        def upload(key: str) -> None:
+            if not self._exists_sync(key):
+                bucket = self.config.bucket
+                self._client().upload_file(str(path), bucket, key, Config=self._transfer)
+
+        self._call(upload, key)
+        return key
+
     def _get_sync(self, key: str) -> bytes:
         def get(key: str) -> bytes:
             response = self._client().get_object(Bucket=self.config.bucket, Key=key)
@@ -149,8 +184,41 @@ class S3BlobStore:
                 raise BlobCorrupt(key)
             return data
 
-        result: bytes = self._call(get, key)
-        return result
+        return self._call(get, key)
+
+    def _size_sync(self, key: str) -> int:
+        response = self._client().head_object(Bucket=self.config.bucket, Key=key)
+        return int(response["ContentLength"])
+
+    def _read_range_sync(self, key: str, start: int, end: int) -> bytes:
+        if start < 0 or end <= start:  # refused whatever the size; the size is for the message
+            clamp_range(key, start, end, self._size_sync(key))
+        try:
+            response = self._client().get_object(
+                Bucket=self.config.bucket, Key=key, Range=f"bytes={start}-{end - 1}"
+            )
+        except ClientError as err:  # 416: starts past the end, or the blob is empty
+            if _code(err) != "InvalidRange":
+                raise
+            clamp_range(key, start, end, self._size_sync(key))
+            return b""  # [0, end) of an empty blob
+        with closing(response["Body"]) as body:
+            if "ContentRange" not in response and start > 0:
+                where = f"S3 blob store {self.config.endpoint} bucket {self.config.bucket!r}"
+                raise BlobStoreUnavailable(f"{where}: the Range header was ignored")
+            data: bytes = body.read(end - start)
+        return data
+
+    def _delete_sync(self, key: str) -> bool:
+        if not self._exists_sync(key):  # delete_object succeeds either way
+            return False
+        self._client().delete_object(Bucket=self.config.bucket, Key=key)
+        return True
+
+    def _verify_sync(self, key: str) -> bool:
+        response = self._client().get_object(Bucket=self.config.bucket, Key=key)
+        with closing(response["Body"]) as body:
+            return hash_chunks(body.iter_chunks(CHUNK_SIZE)) == key
 
     async def open(self) -> None:
         """Make the client and create the bucket if it is missing (``BlobStoreUnavailable``)."""
@@ -170,14 +238,40 @@ class S3BlobStore:
         """Store ``data`` and return its SHA-256 hex key (idempotent)."""
         return await asyncio.to_thread(self._put_sync, data)
 
+    async def put_file(self, path: Path) -> str:
+        """Hash the file in chunks, upload it (in parts when large) under that key; idempotent."""
+        return await asyncio.to_thread(self._put_file_sync, path)
+
     async def get(self, key: str) -> bytes:
         """Return the blob's bytes; ``BlobNotFound`` if absent, ``BlobCorrupt`` if damaged."""
         return await asyncio.to_thread(self._get_sync, key)
 
     async def exists(self, key: str) -> bool:
         """Tell whether the blob exists; ``InvalidBlobKey`` if the key is malformed."""
-        result: bool = await asyncio.to_thread(self._call, self._exists_sync, key)
-        return result
+        return await asyncio.to_thread(self._call, self._exists_sync, key)
+
+    async def size(self, key: str) -> int:
+        """Return the object's length in bytes; ``BlobNotFound`` if absent."""
+        return await asyncio.to_thread(self._call, self._size_sync, key)
+
+    async def read_range(self, key: str, start: int, end: int) -> bytes:
+        """Return bytes ``[start, end)`` (clamped) with one ranged GET, unchecked against the key.
+
+        See ``BlobStore.read_range``; a range past the end costs one more request (HEAD).
+        """
+
+        def read(key: str) -> bytes:
+            return self._read_range_sync(key, start, end)
+
+        return await asyncio.to_thread(self._call, read, key)
+
+    async def delete(self, key: str) -> bool:
+        """Delete the object (HEAD first to tell the cases apart); False if it was not there."""
+        return await asyncio.to_thread(self._call, self._delete_sync, key)
+
+    async def verify(self, key: str) -> bool:
+        """Stream the object through SHA-256: True if it still matches ``key``."""
+        return await asyncio.to_thread(self._call, self._verify_sync, key)
 
 
 @asynccontextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import threading
 import uuid
 from collections.abc import Iterator
@@ -17,8 +18,15 @@ from aiohttp.test_utils import TestServer
 from moto.server import ThreadedMotoServer  # type: ignore[import-untyped]
 
 from store.config import S3Config
-from store.errors import BlobCorrupt, BlobNotFound, BlobStoreUnavailable, InvalidBlobKey
+from store.errors import (
+    BlobCorrupt,
+    BlobNotFound,
+    BlobRangeError,
+    BlobStoreUnavailable,
+    InvalidBlobKey,
+)
 from store.s3 import S3BlobStore
+from tests.store.test_blobs import BAD_RANGES, RANGES, TEN
 from tests.web.conftest import make_settings, running_world
 from web.app import create_app
 from web.keys import BLOBS
@@ -90,10 +98,13 @@ def _config(endpoint: str, bucket: str = "") -> S3Config:
 
 @pytest.fixture
 async def s3(moto_endpoint: str) -> Any:
-    store = S3BlobStore(_config(moto_endpoint))
+    store = S3BlobStore(_config(moto_endpoint), part_size=MIB * 5)  # S3's smallest part
     await store.open()
     yield store
     await store.close()
+
+
+MIB = 1024 * 1024
 
 
 async def test_round_trip_and_idempotent_put(s3: S3BlobStore) -> None:
@@ -114,6 +125,21 @@ async def test_missing_and_malformed_keys(s3: S3BlobStore) -> None:
         await s3.get(missing)
     with pytest.raises(InvalidBlobKey):
         await s3.get("../etc/passwd")
+    with pytest.raises(BlobNotFound):
+        await s3.size(missing)
+    with pytest.raises(BlobNotFound):
+        await s3.read_range(missing, 0, 1)
+    with pytest.raises(BlobNotFound):
+        await s3.verify(missing)
+    for bad in ("../etc/passwd", "a" * 63):
+        with pytest.raises(InvalidBlobKey):
+            await s3.size(bad)
+        with pytest.raises(InvalidBlobKey):
+            await s3.read_range(bad, 0, 1)
+        with pytest.raises(InvalidBlobKey):
+            await s3.delete(bad)
+        with pytest.raises(InvalidBlobKey):
+            await s3.verify(bad)
 
 
 async def test_open_creates_the_bucket_and_reopens_it(moto_endpoint: str) -> None:
@@ -135,6 +161,59 @@ async def test_corrupted_object_is_detected(s3: S3BlobStore) -> None:
     await _raw(s3.config.endpoint, "put_object", Bucket=s3.config.bucket, Key=key, Body=b"tampered")
     with pytest.raises(BlobCorrupt):
         await s3.get(key)
+
+
+async def test_put_file_uploads_a_recording_in_parts(s3: S3BlobStore, tmp_path: Path) -> None:
+    data = random.Random(5).randbytes(5 * MIB + 1234)
+    recording = tmp_path / "call.webm"
+    await asyncio.to_thread(recording.write_bytes, data)
+    key = await s3.put_file(recording)
+    assert key == hashlib.sha256(data).hexdigest()
+    assert await s3.put_file(recording) == key
+    assert await s3.get(key) == data
+    assert await s3.size(key) == len(data)
+    head = await _raw(s3.config.endpoint, "head_object", Bucket=s3.config.bucket, Key=key)
+    assert head["ETag"].endswith('-2"')  # a multipart upload of two parts
+
+
+async def test_read_range(s3: S3BlobStore) -> None:
+    key = await s3.put(TEN)  # one bucket for all the cases: making a client takes 0.4 s
+    for start, end in RANGES:
+        assert await s3.read_range(key, start, end) == TEN[start:end]
+
+
+async def test_invalid_range_is_refused(s3: S3BlobStore) -> None:
+    key = await s3.put(TEN)
+    for start, end in BAD_RANGES:
+        with pytest.raises(BlobRangeError) as err:
+            await s3.read_range(key, start, end)
+        assert (err.value.start, err.value.end, err.value.size) == (start, end, len(TEN))
+
+
+async def test_range_of_an_empty_blob(s3: S3BlobStore) -> None:
+    key = await s3.put(b"")
+    assert await s3.size(key) == 0
+    assert await s3.read_range(key, 0, 10) == b""
+    with pytest.raises(BlobRangeError):
+        await s3.read_range(key, 1, 10)
+
+
+async def test_delete(s3: S3BlobStore) -> None:
+    key = await s3.put(b"retention is over")
+    assert await s3.delete(key)
+    assert not await s3.exists(key)
+    with pytest.raises(BlobNotFound):
+        await s3.get(key)
+    assert not await s3.delete(key)
+    listed = await _raw(s3.config.endpoint, "list_objects_v2", Bucket=s3.config.bucket)
+    assert "Contents" not in listed
+
+
+async def test_verify_detects_tampering(s3: S3BlobStore) -> None:
+    key = await s3.put(b"original recording")
+    assert await s3.verify(key)
+    await _raw(s3.config.endpoint, "put_object", Bucket=s3.config.bucket, Key=key, Body=b"edited")
+    assert not await s3.verify(key)
 
 
 async def test_unreachable_endpoint_is_named(unused_tcp_port: int) -> None:
