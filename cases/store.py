@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cases.errors import CaseNotFound
+from cases.review import open_review
 from cases.services import check_service
 from cases.states import CaseState, check_case_move
 from store.audit import add_event
@@ -173,6 +174,8 @@ class CaseStore:
             if ended_by is not None:
                 detail["ended_by"] = ended_by
             staff = advisor_id if wanted is CaseState.IN_CALL else None
+            if wanted is CaseState.CLOSED:
+                await open_review(s, case)
             await add_event(
                 s,
                 action=f"case.{wanted.value}",
@@ -216,5 +219,15 @@ class CaseStore:
                 case.state = wanted.value
                 case.ended_by = "system"
                 _stamp(case, wanted, now)
+                if wanted is CaseState.CLOSED:
+                    await open_review(s, case)
+                await add_event(
+                    s,
+                    action=f"case.{wanted.value}",
+                    outcome="ok",
+                    actor_kind="system",
+                    case_id=case.id,
+                    detail={"state": wanted.value, "ended_by": "system", "reason": "restart"},
+                )
                 count += 1
         return count

@@ -33,17 +33,22 @@ class AuditConfig:
 
     ``signing_seed`` is the raw 32-byte seed when one is configured; otherwise the key lives in
     ``key_file`` (generated there on first use). ``checkpoint_minutes`` = 0: no periodic ones.
+    ``retention_days``: recordings and verification evidence of a case are deleted this many
+    days after the case closed (``cloudbranch retention run``); 1826 days is five years.
     """
 
     key_file: Path
     signing_seed: bytes | None = field(default=None, repr=False)
     checkpoint_minutes: int = 10
+    retention_days: int = 1826
 
     def __post_init__(self) -> None:
         if self.signing_seed is not None and len(self.signing_seed) != 32:
             raise ValueError("the audit signing key must be a 32-byte Ed25519 seed")
         if self.checkpoint_minutes < 0:
             raise ValueError(f"checkpoint_minutes must be 0 or more: {self.checkpoint_minutes}")
+        if self.retention_days < 1:
+            raise ValueError(f"retention_days must be at least 1: {self.retention_days}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -209,6 +210,10 @@ class VerificationAttempt(Base):
     review_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), nullable=True)
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Set by the retention run when the evidence blobs were deleted (the keys stay as a record).
+    evidence_deleted_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
 
 
 class VerificationLock(Base):
@@ -351,3 +356,56 @@ class AuditCheckpoint(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     signature: Mapped[str] = mapped_column(String(128))
     key_id: Mapped[str] = mapped_column(String(32))
+
+
+class Recording(Base):
+    """One party's recording of a call (a WebM with that party's audio and video tracks).
+
+    ``offset_ms`` places the file's time 0 on the call's common clock, whose zero is
+    ``clock_zero``: the customer's and the advisor's files play in sync at ``t - offset_ms``.
+    """
+
+    __tablename__ = "recordings"
+    __table_args__ = (UniqueConstraint("case_id", "side", name="uq_recordings_case_side"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    side: Mapped[str] = mapped_column(String(16))  # customer | advisor
+    blob_key: Mapped[str] = mapped_column(String(64))  # sha256 hex of the file
+    content_type: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int] = mapped_column(BigInteger)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    offset_ms: Mapped[int] = mapped_column(Integer)
+    clock_zero: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    video_frames: Mapped[int] = mapped_column(Integer)
+    audio_frames: Mapped[int] = mapped_column(Integer)
+    dropped_frames: Mapped[int] = mapped_column(Integer)
+    recovered: Mapped[bool] = mapped_column(default=False)  # finished by crash recovery
+    stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class CaseReview(Base):
+    """Where the auditors' review of a closed case stands (states: ``cases.review``)."""
+
+    __tablename__ = "case_reviews"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    flags: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of automatic flag codes
+    first_auditor_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReviewVerdict(Base):
+    """One auditor's verdict on a case (confirm or flag), with the comment. Never changed."""
+
+    __tablename__ = "review_verdicts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    auditor_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))
+    verdict: Mapped[str] = mapped_column(String(16))  # confirm | flag
+    comment: Mapped[str] = mapped_column(Text, default="")
+    state_after: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -108,10 +108,11 @@ def _audit(env: Mapping[str, str], data_dir: Path) -> AuditConfig:
     except ValueError as err:  # the message never quotes the key
         raise SettingsError(f"{PREFIX}AUDIT_SIGNING_KEY: {err}") from err
     minutes = _int(env, "AUDIT_CHECKPOINT_MINUTES", 10)
+    retention = _int(env, "RETENTION_DAYS", 1826)
     try:
-        return AuditConfig(data_dir / AUDIT_KEY_FILE, seed, minutes)
+        return AuditConfig(data_dir / AUDIT_KEY_FILE, seed, minutes, retention)
     except ValueError as err:
-        raise SettingsError(f"{PREFIX}AUDIT_CHECKPOINT_MINUTES: {err}") from err
+        raise SettingsError(f"{PREFIX}AUDIT_CHECKPOINT_MINUTES/RETENTION_DAYS: {err}") from err
 
 
 def _s3(env: Mapping[str, str]) -> S3Config | None:
