@@ -1,9 +1,11 @@
 """The ``cloudbranch`` command: serve, migrate, seed demo data, add customers and staff, sign
-and verify the audit log.
+and verify the audit log, export and check case bundles, run retention.
 
-Each command reads ``Settings.from_env()`` and runs in its own ``asyncio.run``. Expected failures
-(bad input, duplicates, unreadable files) print one line to stderr and exit with status 2;
-``audit verify`` exits with status 1 when the log is broken.
+Each command reads ``Settings.from_env()`` and runs in its own ``asyncio.run``, except
+``audit verify-bundle``, which reads neither settings nor database: it runs offline on any
+machine. Expected failures (bad input, duplicates, unreadable files) print one line to stderr
+and exit with status 2; ``audit verify`` and ``audit verify-bundle`` exit with status 1 when
+what they check is broken.
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ import sys
 import unicodedata
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from banking.core import CoreBanking, NewCustomer, StoredTemplate
 from banking.demo import DemoSummary, Enroller, seed_demo
 from banking.errors import BankingError, InvalidCustomerData
 from banking.sql import SqlCoreBanking
+from cases.bundle import BundleInfo, BundleReport, export_case, verify_bundle
+from cases.errors import CaseError
+from cases.recordings import RecordingCheck
+from cases.retention import RetentionReport, run_retention
 from store.blobs import BlobStore
 from store.checkpoints import VerifyReport, verify_log, write_checkpoint
 from store.db import Database, open_database
@@ -216,12 +223,39 @@ async def _audit_verify(settings: Settings, public_key: str | None) -> VerifyRep
                 "or pass --public-key"
             )
         public = key.public_key()
-    db = await open_database(settings.store)
+    async with _services(settings) as (db, blobs, _banking):
+        # Every stored recording must still hash to what its event says, unless tombstoned.
+        return await verify_log(db, public, [RecordingCheck(db, blobs)])
+
+
+async def _audit_export(settings: Settings, public_id: str, out: Path) -> BundleInfo:
+    key = await asyncio.to_thread(signing_key, settings.audit)
+    async with _services(settings) as (db, blobs, _banking):
+        try:
+            return await export_case(db, blobs, key, public_id, None, out)
+        except OSError as err:
+            raise CliError(f"cannot write {out}: {err.strerror or err}") from err
+
+
+def _verify_bundle(path: Path, public_key: str | None) -> BundleReport:
+    expected = None if public_key is None else parse_public_key(public_key)
+    return verify_bundle(path, expected)
+
+
+def _parse_now(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
     try:
-        # Recordings' hashes join here as EventChecks once recordings exist (issue 5).
-        return await verify_log(db, public)
-    finally:
-        await db.close()
+        at = datetime.fromisoformat(text)
+    except ValueError as err:
+        raise CliError(f"--now is not an ISO 8601 time: {text!r}") from err
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+async def _retention_run(settings: Settings, now: datetime, dry_run: bool) -> RetentionReport:
+    async with _services(settings) as (db, blobs, _banking):
+        keep = settings.audit.retention_days
+        return await run_retention(db, blobs, keep, now, dry_run=dry_run)
 
 
 def _cmd_serve(settings: Settings, _args: argparse.Namespace) -> None:
@@ -259,6 +293,53 @@ def _cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if report.ok else EXIT_BROKEN
 
 
+def _cmd_audit_export(settings: Settings, args: argparse.Namespace) -> None:
+    info = asyncio.run(_audit_export(settings, args.case, Path(args.out)))
+    print(json.dumps(info.to_json(), ensure_ascii=False))
+
+
+def _cmd_audit_verify_bundle(args: argparse.Namespace) -> int:
+    """Offline: no settings, no database."""
+    report = _verify_bundle(Path(args.bundle), args.public_key)
+    print(json.dumps(report.to_json(), ensure_ascii=False))
+    return 0 if report.ok else EXIT_BROKEN
+
+
+def _cmd_retention_run(settings: Settings, args: argparse.Namespace) -> None:
+    report = asyncio.run(_retention_run(settings, _parse_now(args.now), args.dry_run))
+    print(json.dumps(report.to_json()))
+
+
+def _add_bundle(audit_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    export = audit_sub.add_parser(
+        "export", help="write a case's signed bundle (zip) for auditors; prints JSON"
+    )
+    export.add_argument("--case", required=True, help="the case's public id")
+    export.add_argument("--out", required=True, help="the zip file to write")
+    export.set_defaults(run=_cmd_audit_export)
+    check = audit_sub.add_parser(
+        "verify-bundle",
+        help="check a case bundle offline (no database); prints JSON, exits 1 when not ok",
+    )
+    check.add_argument("bundle", help="the bundle's zip file")
+    check.add_argument(
+        "--public-key", help="base64 Ed25519 public key the bundle must be signed with"
+    )
+    check.set_defaults(run_offline=_cmd_audit_verify_bundle)
+
+
+def _add_retention(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    retention = sub.add_parser("retention", help="delete recordings and evidence of old cases")
+    retention_sub = retention.add_subparsers(dest="action", required=True, metavar="ACTION")
+    run = retention_sub.add_parser(
+        "run",
+        help="delete what cases closed more than CLOUDBRANCH_RETENTION_DAYS ago hold; prints JSON",
+    )
+    run.add_argument("--dry-run", action="store_true", help="report what would go, change nothing")
+    run.add_argument("--now", help="ISO 8601 time to count from (default: now; naive = UTC)")
+    run.set_defaults(run=_cmd_retention_run)
+
+
 def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit = sub.add_parser("audit", help="sign and verify the hash-chained audit log")
     audit_sub = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -272,6 +353,7 @@ def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--public-key", help="base64 Ed25519 public key (default: the configured key's)"
     )
     verify.set_defaults(run=_cmd_audit_verify)
+    _add_bundle(audit_sub)
 
 
 def _add_subcommands(parser: argparse.ArgumentParser) -> None:
@@ -300,6 +382,7 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     add_staff.add_argument("--display-name", required=True)
     add_staff.set_defaults(run=_cmd_staff_add)
     _add_audit(sub)
+    _add_retention(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,12 +392,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_offline(args: argparse.Namespace) -> int:
+    """A command that needs no settings (they may not exist on this machine)."""
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    try:
+        status: int = args.run_offline(args)
+    except (CliError, StoreError) as err:
+        print(f"cloudbranch: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command in ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # argparse has printed usage or help
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    if hasattr(args, "run_offline"):
+        return _run_offline(args)
     try:
         settings = Settings.from_env()
         logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
@@ -323,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         status = args.run(settings, args)
-    except (CliError, BankingError, AccountError, StoreError, SettingsError) as err:
+    except (CliError, BankingError, AccountError, CaseError, StoreError, SettingsError) as err:
         log.debug("command failed", exc_info=True)
         print(f"cloudbranch: error: {err}", file=sys.stderr)
         return EXIT_USAGE

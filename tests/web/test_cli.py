@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import os
+import secrets
 import sqlite3
+import zipfile
 from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,7 @@ from banking.sql import SqlCoreBanking
 from store.audit import add_event
 from store.blobs import LocalBlobStore
 from store.db import open_database
-from store.models import ReferenceTemplate
+from store.models import Case, Customer, Recording, ReferenceTemplate
 from store.signing import key_id, public_key_b64
 from web.accounts import StaffRef, verify_staff
 from web.cli import main
@@ -331,3 +335,162 @@ def test_audit_key_from_the_environment(
     assert signed["key_id"] == key_id(Ed25519PrivateKey.from_private_bytes(seed).public_key())
     assert not (env / "audit-signing.key").exists()
     assert _verify(capsys)[0] == 0
+
+
+# ---- case bundles and retention -------------------------------------------------------------
+
+
+def _add_closed_case(closed_at: datetime, recording: bytes = b"webm bytes") -> str:
+    """A closed case with a customer recording and three events; its public id."""
+
+    async def run() -> str:
+        settings = Settings.from_env()
+        db = await open_database(settings.store)
+        try:
+            blob = await LocalBlobStore(settings.store.blob_dir).put(recording)
+            async with db.session() as s, s.begin():
+                customer = Customer(
+                    name="Zhang San",
+                    id_number_hmac=secrets.token_hex(32),
+                    id_number_masked="3101**********0012",
+                    created_at=closed_at,
+                )
+                s.add(customer)
+                await s.flush()
+                case = Case(
+                    public_id=secrets.token_hex(8),
+                    customer_id=customer.id,
+                    service="card_loss",
+                    state="closed",
+                    lang="zh-CN",
+                    created_at=closed_at,
+                    closed_at=closed_at,
+                )
+                s.add(case)
+                await s.flush()
+                s.add(
+                    Recording(
+                        case_id=case.id,
+                        side="customer",
+                        blob_key=blob,
+                        content_type="video/webm",
+                        size=len(recording),
+                        duration_ms=1000,
+                        offset_ms=0,
+                        clock_zero=closed_at,
+                        video_frames=25,
+                        audio_frames=50,
+                        dropped_frames=0,
+                        stored_at=closed_at,
+                    )
+                )
+                stored = {"side": "customer", "sha256": blob, "size": len(recording)}
+                for action, detail in [
+                    ("case.opened", {}),
+                    ("recording.stored", stored),
+                    ("case.closed", {}),
+                ]:
+                    await add_event(
+                        s,
+                        action=action,
+                        outcome="ok",
+                        actor_kind="system",
+                        case_id=case.id,
+                        detail=detail,
+                    )
+                return case.public_id
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def _append_to_zip(path: Path, extra: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(path, "a") as zf:
+        for name, data in extra.items():
+            zf.writestr(name, data)
+
+
+def test_audit_export_then_verify_bundle(
+    env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    public_id = _add_closed_case(datetime.now(UTC))
+    out = tmp_path / "bundle.zip"
+    assert main(["audit", "export", "--case", public_id, "--out", str(out)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["case"] == public_id and info["events"] == 3 and out.is_file()
+    public = public_key_b64(
+        Ed25519PrivateKey.from_private_bytes(
+            base64.b64decode((env / "audit-signing.key").read_text())
+        ).public_key()
+    )
+    # Offline: another machine, whose settings would not even parse.
+    monkeypatch.setenv("CLOUDBRANCH_PORT", "not a number")
+    monkeypatch.setenv("CLOUDBRANCH_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert main(["audit", "verify-bundle", str(out), "--public-key", public]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["pinned"] and report["key_id"] == info["key_id"]
+    assert not (tmp_path / "elsewhere").exists()
+    other = public_key_b64(Ed25519PrivateKey.generate().public_key())
+    assert main(["audit", "verify-bundle", str(out), "--public-key", other]) == 1
+    assert "not the expected key" in json.loads(capsys.readouterr().out)["problems"][0]
+    assert main(["audit", "verify-bundle", str(out), "--public-key", "not a key"]) == 2
+    assert "public key" in capsys.readouterr().err
+    _append_to_zip(out, {"planted.txt": b"x"})
+    assert main(["audit", "verify-bundle", str(out)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["problems"] == ["planted.txt: not listed in the manifest"]
+    assert report["pinned"] is False
+
+
+def test_audit_export_of_an_unknown_case_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["migrate"]) == 0
+    assert main(["audit", "export", "--case", "nope", "--out", str(tmp_path / "x.zip")]) == 2
+    assert "no case" in capsys.readouterr().err
+    assert not (tmp_path / "x.zip").exists()
+
+
+def test_retention_run(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = datetime.now(UTC) - timedelta(days=6 * 365)
+    _add_closed_case(old, b"old recording")
+    _add_closed_case(datetime.now(UTC), b"new recording")
+    assert main(["retention", "run", "--dry-run"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert planned == {
+        "dry_run": True,
+        "cases": 1,
+        "recordings": 1,
+        "evidence": 0,
+        "blobs_deleted": 1,
+        "bytes_freed": len(b"old recording"),
+    }
+    assert main(["retention", "run"]) == 0
+    assert json.loads(capsys.readouterr().out) | {"dry_run": True} == planned
+    assert main(["retention", "run"]) == 0
+    assert json.loads(capsys.readouterr().out)["cases"] == 0
+    later = (datetime.now(UTC) + timedelta(days=6 * 365)).isoformat()
+    assert main(["retention", "run", "--dry-run", "--now", later]) == 0
+    assert json.loads(capsys.readouterr().out)["cases"] == 1
+    assert main(["retention", "run", "--now", "yesterday"]) == 2
+    assert "ISO 8601" in capsys.readouterr().err
+    assert main(["audit", "checkpoint"]) == 0
+    capsys.readouterr()
+    assert _verify(capsys)[0] == 0
+
+
+def test_audit_verify_names_a_changed_recording(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _add_closed_case(datetime.now(UTC), b"the recording")
+    assert main(["audit", "checkpoint"]) == 0
+    capsys.readouterr()
+    assert _verify(capsys)[0] == 0
+    key = hashlib.sha256(b"the recording").hexdigest()
+    (env / "blobs" / key[:2] / key).write_bytes(b"the recordinG")
+    status, report = _verify(capsys)
+    assert status == 1
+    assert report["first_broken"]["seq"] == 2  # the recording.stored event
+    assert report["first_broken"]["kind"] == "artifact"
+    assert "no longer match" in report["first_broken"]["reason"]
