@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from functools import partial
@@ -20,6 +20,7 @@ from typing import Literal, Protocol
 from av import VideoFrame
 
 from cases.errors import CaseError, InvalidTransition
+from cases.recordings import RecordedFile, RecordingSink
 from cases.states import CallState, CaseState, check_call_move
 from cases.store import CaseRef, CaseStore
 from cases.verify import VerifyDesk, VerifyRefused, VerifyTarget
@@ -83,8 +84,8 @@ class MediaCalls(Protocol):
         """Create the endpoints of a new call."""
         ...
 
-    async def close(self, call_id: str) -> None:
-        """Close a call's endpoints (idempotent)."""
+    async def close(self, call_id: str) -> Sequence[RecordedFile]:
+        """Close a call's endpoints (idempotent); the finished recordings, if any."""
         ...
 
 
@@ -149,6 +150,8 @@ class LiveDesk:
         self.presence = Presence()
         self._grace = GraceTimers(reconnect_grace_seconds)
         self.verify: VerifyDesk | None = None
+        # Where finished recordings go (None: they are not kept — tests of the queue alone).
+        self.recordings: RecordingSink | None = None
         # Told the case's public id when its service status may have changed (call started,
         # verification ended): the authorise desk pushes the new status.
         self.on_case_change: Callable[[str], None] | None = None
@@ -403,7 +406,10 @@ class LiveDesk:
         call.move(CallState.ENDED)
         if self.verify is not None:
             await self.verify.cancel(case_id)
-        await self.media.close(case_id)
+        recorded = await self.media.close(case_id)
+        if recorded and self.recordings is not None:
+            # Before the case closes: its review's flags look at the recordings.
+            await self.recordings.store(recorded)
         try:
             await self.cases.move(case_id, CaseState.CLOSED, ended_by=by)
         except CaseError:

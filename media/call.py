@@ -23,7 +23,14 @@ from aiortc.mediastreams import MediaStreamTrack
 from av import VideoFrame
 
 from media.config import MediaConfig
-from media.errors import BadOffer, CallClosed, CallExists, MediaError, TooManyCalls
+from media.errors import (
+    BadOffer,
+    CallClosed,
+    CallExists,
+    MediaError,
+    RecordingError,
+    TooManyCalls,
+)
 from media.ice import (
     BrowserIceServer,
     browser_ice_servers,
@@ -33,6 +40,7 @@ from media.ice import (
     server_rtc_configuration,
 )
 from media.offer import parse_offer
+from media.recorder import CallRecorder, RecordedFile
 from media.relay import AUDIO_DEPTH, VIDEO_DEPTH, ForwardTrack, FrameSlot, pump
 
 logger = logging.getLogger(__name__)
@@ -85,6 +93,11 @@ class CallMedia:
             **{(side, "video"): FrameSlot("video", VIDEO_DEPTH) for side in SIDES},
         }
         self._closed = False
+        self._close_done = asyncio.Event()
+        self._recorded: list[RecordedFile] = []
+        self._recorder: CallRecorder | None = None
+        if config.recording_dir is not None:
+            self._recorder = CallRecorder(config.recording_dir, call_id)
 
     @property
     def closed(self) -> bool:
@@ -136,19 +149,37 @@ class CallMedia:
             "advisor_to_customer": self._delivered("advisor"),
             "received": {side: self._received(side) for side in SIDES},
             "connection": {side: self.connection_state(side) for side in SIDES},
+            "recording": self.recording_stats(),
         }
 
-    async def close(self) -> None:
-        """Close both peer connections and every task of the call. Idempotent."""
+    def recording_stats(self) -> dict[str, dict[str, int]]:
+        """Frames recorded and dropped per side (empty without recording)."""
+        return self._recorder.stats() if self._recorder is not None else {}
+
+    async def close(self) -> list[RecordedFile]:
+        """Close both peer connections and every task of the call, and finalise the recording.
+
+        Returns the recorded files (one per side that sent media; empty without recording).
+        Idempotent: another call (even a concurrent one) returns the same list once it is done.
+        """
         if self._closed:
-            return
+            await self._close_done.wait()
+            return list(self._recorded)
         self._closed = True
         await asyncio.gather(*(self._retire(side, report=True) for side in SIDES))
         for slot in self._slots.values():
             slot.close()
-        if self._on_closed is not None:
-            self._on_closed(self)
+        try:
+            if self._recorder is not None:
+                self._recorded = await asyncio.get_running_loop().run_in_executor(
+                    None, self._recorder.close
+                )
+        finally:
+            self._close_done.set()
+            if self._on_closed is not None:
+                self._on_closed(self)
         logger.info("call media closed", extra={"call_id": self.call_id})
+        return list(self._recorded)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -188,6 +219,15 @@ class CallMedia:
             logger.warning("ignoring a %s track", track.kind, extra={"call_id": self.call_id})
             return
         self._spawn(leg, pump(track, slot), f"pump-{self.call_id}-{leg.side}-{track.kind}")
+        self._record(leg, track)
+
+    def _record(self, leg: _Leg, track: MediaStreamTrack) -> None:
+        if self._recorder is None:
+            return
+        receiver = next((r for r in leg.pc.getReceivers() if r.track is track), None)
+        if receiver is None:
+            raise RecordingError(f"no receiver of the {leg.side} {track.kind} track")
+        self._recorder.attach(leg.side, track.kind, receiver)
 
     def _spawn(self, leg: _Leg, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -255,15 +295,16 @@ class CallManager:
         """The open call with this id, or None."""
         return self._calls.get(call_id)
 
-    async def close(self, call_id: str) -> None:
-        """Close one call; nothing happens for an unknown id."""
+    async def close(self, call_id: str) -> list[RecordedFile]:
+        """Close one call and return its recorded files; [] for an unknown id."""
         call = self._calls.get(call_id)
-        if call is not None:
-            await call.close()
+        return await call.close() if call is not None else []
 
-    async def close_all(self) -> None:
-        """Close every call (graceful shutdown)."""
-        await asyncio.gather(*(call.close() for call in list(self._calls.values())))
+    async def close_all(self) -> dict[str, list[RecordedFile]]:
+        """Close every call (graceful shutdown); the recorded files by call id."""
+        calls = list(self._calls.values())
+        files = await asyncio.gather(*(call.close() for call in calls))
+        return {call.call_id: recorded for call, recorded in zip(calls, files, strict=True)}
 
     def browser_ice_servers(self) -> list[BrowserIceServer]:
         """The ``iceServers`` list to hand to browsers."""

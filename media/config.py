@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 _ICE_SCHEMES = ("stun:", "turn:", "turns:")
 
@@ -14,6 +15,7 @@ class MediaConfig:
     ``ice_loopback_only`` makes the server gather and accept only 127.0.0.1 candidates: tests and
     single-machine demos use it (aioice leaves loopback out of its host candidates otherwise).
     ``ice_servers`` are STUN/TURN URLs handed to browsers and used by the server.
+    ``recording_dir`` is the spool folder of call recordings (None: calls are not recorded).
     """
 
     ice_loopback_only: bool = False
@@ -21,6 +23,7 @@ class MediaConfig:
     turn_username: str = ""
     turn_password: str = ""
     max_calls: int = 50
+    recording_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.max_calls < 1:

@@ -21,3 +21,11 @@ class CallClosed(MediaError):
 
 class BadOffer(MediaError):
     """The SDP is malformed, is not an offer, or cannot be negotiated."""
+
+
+class InvalidCallId(MediaError):
+    """A call id that cannot name a recording (a public case id is ``[A-Za-z0-9_-]``)."""
+
+
+class RecordingError(MediaError):
+    """The recorder cannot record (for instance, aiortc's internals changed)."""

@@ -209,6 +209,8 @@ class Settings:
                 turn_username=_str(env, "TURN_USERNAME", ""),
                 turn_password=_str(env, "TURN_PASSWORD", ""),
                 max_calls=_int(env, "MAX_CALLS", 50),
+                # Every call is recorded (regulators ask for it); off only for load tests.
+                recording_dir=data_dir / "recordings" if _bool(env, "RECORDING", True) else None,
             ),
             signaling=SignalingConfig(
                 max_message_bytes=_int(env, "WS_MAX_MESSAGE_BYTES", 64 * 1024),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from fractions import Fraction
 
 import numpy as np
 from aiortc import (
@@ -24,17 +26,42 @@ BLUE: RGB = (40, 40, 200)
 GREEN: RGB = (40, 200, 40)
 
 
+FPS = 30
+VIDEO_TIME_BASE = Fraction(1, 90_000)
+
+
 class ColourTrack(VideoStreamTrack):
-    """A small solid-colour video at 30 fps."""
+    """A small solid-colour video at 30 fps, timestamped by the wall clock.
+
+    :meth:`pause` stops sending (as a network drop does): after :meth:`resume` the timestamps
+    jump by the pause, and no frames are sent to catch up.
+    """
 
     def __init__(self, rgb: RGB, width: int = 160, height: int = 120) -> None:
         super().__init__()
         self._pixels = np.full((height, width, 3), rgb, dtype=np.uint8)
+        self._start: float | None = None
+        self._index = 0
+        self._running = asyncio.Event()
+        self._running.set()
+
+    def pause(self) -> None:
+        """Send nothing until :meth:`resume`."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Send again, on the same clock."""
+        self._running.set()
 
     async def recv(self) -> VideoFrame:
-        pts, time_base = await self.next_timestamp()
+        await self._running.wait()
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        self._index = max(self._index + 1, int((now - self._start) * FPS))
+        await asyncio.sleep(max(0.0, self._start + self._index / FPS - now))
         frame = VideoFrame.from_ndarray(self._pixels, format="rgb24")
-        frame.pts, frame.time_base = pts, time_base
+        frame.pts, frame.time_base = self._index * 90_000 // FPS, VIDEO_TIME_BASE
         return frame
 
 
@@ -79,10 +106,11 @@ class Sink:
 class ClientPeer:
     """An aiortc peer that sends a coloured video and a silent audio track, and receives both."""
 
-    def __init__(self, rgb: RGB) -> None:
+    def __init__(self, rgb: RGB, size: tuple[int, int] = (160, 120)) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.pc.addTrack(AudioStreamTrack())
-        self.pc.addTrack(ColourTrack(rgb))
+        self.video = ColourTrack(rgb, *size)
+        self.pc.addTrack(self.video)
         self.sinks: dict[str, Sink] = {}
         self._flowing = {"audio": asyncio.Event(), "video": asyncio.Event()}
         self.pc.on("track", self._on_track)
