@@ -22,9 +22,12 @@ from cases.intake import Intake
 from cases.limits import AttemptLimiter
 from cases.live import LiveDesk
 from cases.operations import ServiceDesk
+from cases.recordings import RecordingSink
+from cases.review import ReviewDesk
 from cases.store import CaseStore
 from cases.verify import VerifyDesk
 from media.call import CallManager
+from media.recorder import recover_spool
 from signaling.hub import Hub
 from store.checkpoints import checkpoint_every, write_checkpoint
 from store.db import open_database
@@ -33,7 +36,7 @@ from store.signing import signing_key
 from verification.config import build_engine
 from verification.policy import load_policy
 from verification.service import EngineService
-from web import evidence, middleware, pages, services_api
+from web import audit, audit_export, evidence, middleware, pages, services_api
 from web.i18n import Catalog
 from web.keys import (
     AUTHORISE,
@@ -49,6 +52,7 @@ from web.keys import (
     INTAKE,
     JINJA,
     LIMITER,
+    REVIEW,
     SERVICES,
     SESSIONS,
     SETTINGS,
@@ -71,6 +75,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         app[BLOBS] = blobs
         app[BANKING] = SqlCoreBanking(db, blobs, settings.web.secret_key)
         app[CASES] = cases = CaseStore(db)
+        app[REVIEW] = ReviewDesk(db, blobs)
         window = settings.web.identify_window_seconds
         app[LIMITER] = limiter = AttemptLimiter(db, settings.web.identify_attempts, window)
         app[INTAKE] = Intake(app[BANKING], cases, limiter)
@@ -122,6 +127,13 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         average_handle_seconds=settings.signaling.average_handle_seconds,
         reconnect_grace_seconds=settings.signaling.reconnect_grace_seconds,
     )
+    if settings.media.recording_dir is not None:
+        desk.recordings = sink = RecordingSink(app[DB], app[BLOBS])
+        # Recordings a crashed run left in the spool: finish them and put them on their cases.
+        recovered = await asyncio.to_thread(recover_spool, settings.media.recording_dir)
+        if recovered:
+            log.warning("recovered %d recordings left by an earlier run", len(recovered))
+            await sink.store(recovered)
     services = ServiceDesk(app[DB], GrantDesk(app[DB]), app[BANKING])
     app[SERVICES] = services
     app[AUTHORISE] = authorise = AuthoriseDesk(hub, app[DB], app[CASES], services.grants, services)
@@ -182,6 +194,8 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(pages.routes)
     app.add_routes(evidence.routes)
     app.add_routes(services_api.routes)
+    app.add_routes(audit.routes)
+    app.add_routes(audit_export.routes)
     app.router.add_get("/ws", websocket)
     app.router.add_static(STATIC_PREFIX, STATIC_DIR, name="static")
     return app

@@ -11,6 +11,7 @@ from cases.intake import Intake
 from cases.limits import AttemptLimiter
 from cases.live import LiveDesk
 from cases.operations import ServiceDesk
+from cases.review import ReviewDesk
 from cases.store import CaseStore
 from media.call import CallManager
 from signaling.hub import Hub
@@ -37,6 +38,7 @@ SERVICES = web.AppKey("services", ServiceDesk)
 CATALOG = web.AppKey("catalog", Catalog)
 ENGINE = web.AppKey("engine", EngineService)
 JINJA = web.AppKey("jinja", jinja2.Environment)
+REVIEW = web.AppKey("review", ReviewDesk)
 
 # Per-request values (set by middlewares).
 REQ_SESSION: web.RequestKey[Session | None] = web.RequestKey("session")

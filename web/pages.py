@@ -14,7 +14,7 @@ from cases.pages_access import CUSTOMER_SOCKET_STATES
 from cases.services import SERVICES
 from cases.states import CaseState
 from cases.store import CaseRef
-from web.accounts import StaffRef, get_staff, verify_staff
+from web.accounts import ROLES, StaffRef, get_staff, verify_staff
 from web.i18n import SUPPORTED
 from web.keys import (
     CASES,
@@ -265,7 +265,7 @@ async def switch_elderly(request: web.Request) -> web.StreamResponse:
 
 
 # Where each role lands after logging in (unless the login page was asked for another page).
-STAFF_HOME = {"supervisor": "/staff/approvals", "admin": "/admin/outbox"}
+STAFF_HOME = {"supervisor": "/staff/approvals", "admin": "/admin/outbox", "auditor": "/audit"}
 
 
 @routes.get("/staff/login")
@@ -330,6 +330,13 @@ async def current_staff(request: web.Request, roles: frozenset[str]) -> StaffRef
     if staff.role not in roles:
         raise web.HTTPForbidden(text=f"the role {staff.role!r} has no access to this page")
     return staff
+
+
+@routes.get("/staff")
+async def staff_home(request: web.Request) -> web.StreamResponse:
+    """The signed-in staff member's own start page (the staff pages' logo links here)."""
+    staff = await current_staff(request, frozenset(ROLES))
+    raise web.HTTPSeeOther(STAFF_HOME.get(staff.role, "/advisor"))
 
 
 @routes.get("/advisor")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from store.models import Case
@@ -141,3 +142,17 @@ async def test_elderly_mode_switch(world: World) -> None:
 def _error_text(html: str) -> str:
     start = html.index('id="identify-error"')
     return html[start : html.index("</div>", start)]
+
+
+@pytest.mark.parametrize(("username", "home"), [("advisor1", "/advisor"), ("auditor1", "/audit")])
+async def test_the_staff_logo_leads_each_role_to_its_own_start_page(
+    world: World, username: str, home: str
+) -> None:
+    client = await world.make_client()
+    await login(client, username)
+    resp = await client.get("/staff", allow_redirects=False)
+    assert (resp.status, resp.headers["Location"]) == (303, home)
+    assert (await client.get(home)).status == 200
+    anonymous = await world.make_client()
+    resp = await anonymous.get("/staff", allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"].startswith("/staff/login")

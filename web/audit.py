@@ -1,0 +1,349 @@
+"""The auditors' console: case search, the case page, the recordings (with HTTP ranges) and the
+verdict API. Translates requests and errors only; the review's rules live in ``cases.review``.
+
+Only staff with the role ``auditor`` get anything here. Pages refuse others as every staff page
+does (``current_staff``: to the login, or 403); the media and JSON routes answer 401/403 JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from cases.errors import CaseNotFound
+from cases.review import (
+    FLAG_CODES,
+    OUTCOMES,
+    VERDICTS,
+    CaseDetail,
+    CaseFilter,
+    RecordingGone,
+    RecordingNotFound,
+    ReviewInputError,
+    ReviewRefused,
+    ReviewState,
+    TimelineEntry,
+)
+from cases.services import SERVICES
+from store.errors import BlobNotFound
+from web.accounts import StaffRef, get_staff
+from web.keys import BLOBS, CATALOG, DB, REQ_LANG, REVIEW, session_of
+from web.middleware import json_error
+from web.pages import current_staff
+from web.render import render
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+AUDITOR_ROLES = frozenset({"auditor"})
+MAX_COMMENT = 2000
+MAX_BODY = 16 * 1024
+CHUNK = 1024 * 1024
+SIDES = ("customer", "advisor")
+_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+# ---- pure helpers -------------------------------------------------------------------------
+
+
+def clock_text(t_ms: int | None) -> str:
+    """A position on the recordings' common clock as ``mm:ss`` (``""`` when there is none)."""
+    if t_ms is None:
+        return ""
+    seconds = max(t_ms, 0) // 1000
+    return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+
+def duration_text(seconds: int | None) -> str:
+    """A call length as ``m:ss`` (or ``h:mm:ss``)."""
+    if seconds is None:
+        return ""
+    hours, rest = divmod(max(seconds, 0), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class Unsatisfiable(ValueError):
+    """The Range header asks for bytes the file does not have (HTTP 416)."""
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``[start, end)`` asked for by a ``Range`` header, or ``None`` for the whole file.
+
+    A header that is not one ``bytes=`` range is ignored (RFC 9110 allows serving it whole);
+    ``Unsatisfiable`` when the range starts past the end (or asks for an empty suffix).
+    """
+    found = _RANGE_RE.fullmatch(header.strip()) if header else None
+    if found is None or found.group(1) == found.group(2) == "":
+        return None
+    first, last = found.group(1), found.group(2)
+    if first == "":  # the last N bytes
+        length = int(last)
+        if length == 0 or size == 0:
+            raise Unsatisfiable(header)
+        return max(size - length, 0), size
+    start = int(first)
+    end = size if last == "" else min(int(last) + 1, size)
+    if start >= size or end <= start:
+        raise Unsatisfiable(header)
+    return start, end
+
+
+def starts_at_zero(header: str | None) -> bool:
+    """Whether a request plays the recording from its start (no Range, or ``bytes=0-…``)."""
+    found = _RANGE_RE.fullmatch(header.strip()) if header else None
+    return found is None or found.group(1) == "0" or found.group(1) == found.group(2) == ""
+
+
+# ---- access -------------------------------------------------------------------------------
+
+
+def _json_refusal(status: int, code: str, message: str) -> web.HTTPException:
+    cls = web.HTTPUnauthorized if status == 401 else web.HTTPForbidden
+    body = json.dumps({"error": code, "message": message})
+    return cls(text=body, content_type="application/json")
+
+
+async def auditor_for_api(request: web.Request) -> StaffRef:
+    """The logged-in auditor; 401 JSON without a staff session, 403 JSON for other roles."""
+    session = session_of(request)
+    if session is None or session.kind != "staff" or session.staff_id is None:
+        raise _json_refusal(401, "unauthorized", "sign in as an auditor first")
+    staff = await get_staff(request.app[DB], session.staff_id)
+    if staff is None:
+        raise _json_refusal(401, "unauthorized", "sign in as an auditor first")
+    if staff.role not in AUDITOR_ROLES:
+        raise _json_refusal(403, "forbidden", f"the role {staff.role!r} may not audit cases")
+    return staff
+
+
+# ---- pages --------------------------------------------------------------------------------
+
+
+def _filter_options(advisors: list[tuple[int, str]]) -> dict[str, Any]:
+    return {
+        "services": list(SERVICES),
+        "outcomes": OUTCOMES,
+        "flags": ("any", *FLAG_CODES),
+        "states": [s.value for s in ReviewState],
+        "advisors": advisors,
+    }
+
+
+def _page_link(f: CaseFilter, page: int) -> str:
+    query = f.to_query(page=page if page > 1 else None)
+    return "/audit?" + urlencode(query) if query else "/audit"
+
+
+@routes.get("/audit")
+async def search_page(request: web.Request) -> web.Response:
+    """The auditors' search: a GET filter form and one page of closed cases."""
+    staff = await current_staff(request, AUDITOR_ROLES)
+    desk = request.app[REVIEW]
+    values: Mapping[str, str] = request.query
+    errors: dict[str, str] = {}
+    result = None
+    try:
+        f = CaseFilter.from_query(values)
+    except ReviewInputError as err:
+        errors[err.field] = f"audit.filter.error.{err.field}"
+        f = CaseFilter()
+    else:
+        result = await desk.search(staff.id, f)
+    return render(
+        request,
+        "audit_search.html",
+        status=400 if errors else 200,
+        staff_name=staff.display_name,
+        staff_role=staff.role,
+        values=values,
+        errors=errors,
+        result=result,
+        options=_filter_options(await desk.advisors()),
+        prev_link=_page_link(f, result.page - 1) if result and result.page > 1 else None,
+        next_link=_page_link(f, result.page + 1) if result and result.page < result.pages else None,
+        duration_text=duration_text,
+    )
+
+
+def _action_text(request: web.Request, action: str) -> str:
+    """The audit action in words; the code itself when the catalogue has no words for it."""
+    catalog, lang = request.app[CATALOG], request[REQ_LANG]
+    key = "audit.action." + action
+    return catalog.translate(lang, key) if catalog.has("en", key) else action
+
+
+def _player_config(detail: CaseDetail) -> dict[str, Any]:
+    recordings = [
+        {
+            "side": r.side,
+            "url": r.url,
+            "offsetMs": r.offset_ms,
+            "durationMs": r.duration_ms,
+            "deleted": r.deleted,
+        }
+        for r in detail.recordings
+    ]
+    return {
+        "publicId": detail.summary.public_id,
+        "verdictUrl": f"/api/audit/cases/{detail.summary.public_id}/verdict",
+        "recordings": recordings,
+        "totalMs": max((r.offset_ms + r.duration_ms for r in detail.recordings), default=0),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """A timeline entry as the page shows it: ``t_ms`` only from the recordings' zero on."""
+
+    entry: TimelineEntry
+    t_ms: int | None
+    clock: str
+    action: str
+
+
+def _line(request: web.Request, e: TimelineEntry) -> _Line:
+    t_ms = e.t_ms if e.t_ms is not None and e.t_ms >= 0 else None
+    return _Line(e, t_ms, clock_text(t_ms), _action_text(request, e.action))
+
+
+@routes.get("/audit/cases/{public_id}")
+async def case_page(request: web.Request) -> web.Response:
+    """One closed case: both recordings in sync, the timeline, evidence, chat, verdicts."""
+    staff = await current_staff(request, AUDITOR_ROLES)
+    try:
+        detail = await request.app[REVIEW].detail(staff.id, request.match_info["public_id"])
+    except CaseNotFound as err:
+        raise web.HTTPNotFound(text="no such case") from err
+    sides = {r.side: r for r in detail.recordings}
+    lines = [_line(request, e) for e in detail.timeline]
+    return render(
+        request,
+        "audit_case.html",
+        staff_name=staff.display_name,
+        staff_role=staff.role,
+        detail=detail,
+        case=detail.summary,
+        sides=[(side, sides.get(side)) for side in SIDES],
+        lines=lines,
+        clock_text=clock_text,
+        duration_text=duration_text,
+        config=_player_config(detail),
+    )
+
+
+# ---- recordings ---------------------------------------------------------------------------
+
+
+@routes.get("/audit/cases/{public_id}/recordings/{side}")
+async def recording(request: web.Request) -> web.StreamResponse:
+    """One party's WebM, with byte ranges so the browser can seek (``Accept-Ranges: bytes``)."""
+    staff = await auditor_for_api(request)
+    side = request.match_info["side"]
+    if side not in SIDES:
+        return json_error(404, "no_recording", f"no recording side {side!r}")
+    header = request.headers.get("Range")
+    try:
+        blob = await request.app[REVIEW].recording(
+            staff.id, request.match_info["public_id"], side, log_view=starts_at_zero(header)
+        )
+        size = await request.app[BLOBS].size(blob.blob_key)
+    except CaseNotFound:
+        return json_error(404, "no_case", "no such case")
+    except RecordingNotFound:
+        return json_error(404, "no_recording", f"the case has no {side} recording")
+    except RecordingGone:
+        return json_error(410, "recording_deleted", "the recording was deleted by retention")
+    except BlobNotFound:
+        log.error("recording blob missing", extra={"side": side})
+        return json_error(404, "no_recording", "the recording is missing from the blob store")
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Type": blob.content_type or "video/webm",
+        "Cache-Control": "private, no-store",
+    }
+    try:
+        span = byte_range(header, size)
+    except Unsatisfiable:
+        headers["Content-Range"] = f"bytes */{size}"
+        return web.Response(status=416, headers=headers)
+    start, end = span if span is not None else (0, size)
+    if span is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    response = web.StreamResponse(status=206 if span is not None else 200, headers=headers)
+    response.content_length = end - start
+    await response.prepare(request)
+    await _send(request, response, blob.blob_key, start, end)
+    await response.write_eof()
+    return response
+
+
+async def _send(
+    request: web.Request, response: web.StreamResponse, key: str, start: int, end: int
+) -> None:
+    blobs = request.app[BLOBS]
+    position = start
+    while position < end:
+        # A blob deleted meanwhile raises here: the headers are sent, the connection is cut.
+        chunk = await blobs.read_range(key, position, min(position + CHUNK, end))
+        if not chunk:
+            break
+        await response.write(chunk)
+        position += len(chunk)
+
+
+# ---- verdicts -----------------------------------------------------------------------------
+
+
+class _Bad(Exception):
+    def __init__(self, field: str | None, code: str, message: str) -> None:
+        super().__init__(message)
+        self.field, self.code, self.message = field, code, message
+
+
+async def _verdict_body(request: web.Request) -> tuple[str, str]:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise _Bad(None, "too_large", f"the body must be at most {MAX_BODY} bytes")
+    try:
+        body = await request.json()
+    except ValueError as err:
+        raise _Bad(None, "bad_json", "the body must be a JSON object") from err
+    if not isinstance(body, dict):
+        raise _Bad(None, "bad_json", "the body must be a JSON object")
+    verdict = body.get("verdict")
+    if verdict not in VERDICTS:
+        raise _Bad("verdict", "bad_verdict", 'verdict must be "confirm" or "flag"')
+    comment = body.get("comment", "")
+    if not isinstance(comment, str):
+        raise _Bad("comment", "bad_comment", "comment must be text")
+    if len(comment) > MAX_COMMENT:
+        raise _Bad("comment", "comment_too_long", f"comment: at most {MAX_COMMENT} characters")
+    return str(verdict), comment.strip()
+
+
+@routes.post("/api/audit/cases/{public_id}/verdict")
+async def verdict(request: web.Request) -> web.Response:
+    """``{"verdict": "confirm" | "flag", "comment"}`` → ``{"state"}`` (the review's new state)."""
+    staff = await auditor_for_api(request)
+    try:
+        choice, comment = await _verdict_body(request)
+    except _Bad as err:
+        body = {"error": err.code, "message": err.message, "field": err.field}
+        return web.json_response(body, status=400)
+    try:
+        state = await request.app[REVIEW].decide(
+            staff.id, request.match_info["public_id"], choice, comment
+        )
+    except CaseNotFound:
+        return json_error(404, "no_case", "no such case")
+    except ReviewRefused as err:
+        return json_error(409, err.code, str(err))
+    log.info("audit verdict %s", choice, extra={"staff_id": staff.id})
+    return web.json_response({"state": str(state)})
