@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import os
 import re
 import secrets
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,11 +42,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 from playwright.async_api import BrowserContext, Page, expect
 
+from store.signing import public_key_b64, signing_key
 from tests.e2e.clips import Clip
 from tests.e2e.conftest import STAFF_PASSWORD, Browsers, Customer, Server, launch_server
 from tests.e2e.test_accessibility import Variant, axe_problems, describe, set_variant
+from tests.e2e.test_audit import video, wait_video
 from tests.e2e.test_call import set_available, staff_login, wait_playing
 from tests.e2e.test_verification import Frames, Thumbs, clip_thumbs, messages_of, start_on_neutral
+from web.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
@@ -386,11 +393,87 @@ async def hang_up(visit: Visit) -> None:
     await expect(visit.cust.locator("#receipt")).to_be_visible()
 
 
+async def auditor_reviews(
+    visit: Visit, server: Server, browsers: Browsers, attempt: str, service: str, tmp: Path
+) -> None:
+    """After the call: the server recorded both parties; the auditor finds the case, plays both
+    recordings, sees the timeline and the evidence, confirms, and the export verifies offline."""
+    owner = await customer_id(server, visit.customer)
+    (case,) = await rows(
+        server,
+        "SELECT id, public_id FROM cases WHERE customer_id = ? ORDER BY id DESC LIMIT 1",
+        owner,
+    )
+    recs = await rows(
+        server, "SELECT * FROM recordings WHERE case_id = ? ORDER BY side", case["id"]
+    )
+    assert [r["side"] for r in recs] == ["advisor", "customer"], [dict(r) for r in recs]
+    for rec in recs:
+        assert rec["size"] > 10_000 and rec["duration_ms"] > 5_000, dict(rec)
+        assert rec["video_frames"] > 50 and rec["audio_frames"] > 100, dict(rec)
+    public_id = case["public_id"]
+
+    context = await new_context(visit)
+    page = await staff_sign_in(context, browsers, server.base_url, "auditor1")
+    await page.goto(f"{server.base_url}/audit?service={service}")
+    row = page.locator(f'.audit-row[data-case-id="{public_id}"]')
+    await expect(row, "the call in the auditor's search").to_be_visible()
+    await row.locator(".audit-case-link").click()
+    await expect(page).to_have_url(re.compile(rf"/audit/cases/{public_id}$"))
+    # The evidence: the best frame beside the reference, the attempt that passed.
+    evidence = page.locator(f'.evidence[data-attempt-id="{attempt}"]')
+    await expect(evidence.locator(".evidence-state")).to_have_attribute("data-state", "passed")
+    for img in (".evidence-best", ".evidence-reference"):
+        loaded = await evidence.locator(img).evaluate("(i) => i.complete && i.naturalWidth > 0")
+        assert loaded, f"{img} of the attempt did not load"
+    # The timeline holds the call's steps, the verification and the operation.
+    actions = await page.locator(".timeline-entry [data-action]").evaluate_all(
+        "(els) => els.map((e) => e.dataset.action)"
+    )
+    for wanted in ("case.in_call", "verification.finished", "recording.stored", "case.closed"):
+        assert wanted in actions, f"{wanted} not on the timeline: {actions}"
+    # Both real recordings play in Chromium on the one clock.
+    await page.locator("#audit-play").click()
+    for side in ("customer", "advisor"):
+        await wait_video(
+            page,
+            side,
+            lambda v: v["t"] > 0.5 and v["ready"] >= 2 and v["w"] > 0 and not v["paused"],
+            "plays",
+            timeout_s=20,
+        )
+    states = {side: await video(page, side) for side in ("customer", "advisor")}
+    assert all(v["rgb"] is not None for v in states.values()), states
+    await page.locator("#audit-play").click()
+    # Confirm, then the signed export checks out offline with the server's public key.
+    await page.check("#verdict-confirm")
+    await page.click("#verdict-submit")
+    await expect(page.locator("#review-state")).to_have_attribute("data-state", "confirmed")
+    answer = await page.request.get(f"{server.base_url}/audit/cases/{public_id}/export.zip")
+    assert answer.ok, await answer.text()
+    bundle = tmp / f"case-{public_id}.zip"
+    bundle.write_bytes(await answer.body())
+    settings = Settings.from_env({"CLOUDBRANCH_DATA_DIR": str(server.data_dir)})
+    key = public_key_b64((await asyncio.to_thread(signing_key, settings.audit)).public_key())
+    cli = Path(sys.executable).with_name("cloudbranch")
+    checked = await asyncio.to_thread(
+        subprocess.run,
+        [str(cli), "audit", "verify-bundle", str(bundle), "--public-key", key],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ.get("PATH", "")},  # offline: no settings, no database
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert json.loads(checked.stdout)["ok"] is True
+    await context.close()
+
+
 # ---- tests --------------------------------------------------------------------------------
 
 
 async def test_pin_change_keyboard_only_in_elderly_mode_and_chinese(
-    server: Server, browsers: Browsers, clips: dict[str, Clip]
+    server: Server, browsers: Browsers, clips: dict[str, Clip], tmp_path: Path
 ) -> None:
     t0 = time.monotonic()
     thumbs = await asyncio.to_thread(clip_thumbs, clips["verifier"])
@@ -451,7 +534,8 @@ async def test_pin_change_keyboard_only_in_elderly_mode_and_chinese(
     assert_not_sent(visit.customer_sent, found)
     await hang_up(visit)
     visit.assert_accessible()
-    print(f"pin_change took {time.monotonic() - t0:.1f} s")
+    await auditor_reviews(visit, server, browsers, attempt, "pin_change", tmp_path)
+    print(f"pin_change (and its audit) took {time.monotonic() - t0:.1f} s")
 
 
 async def test_card_loss_blocked_in_the_waiting_room_then_reissued(
