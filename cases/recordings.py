@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cases.review import open_review
 from cases.states import CaseState
+from media.recorder import discard
 from store.audit import add_event
 from store.blobs import BlobStore
 from store.chain import ChainEvent
@@ -86,7 +87,7 @@ class RecordingSink:
                 )
                 continue
             stored += 1
-            await asyncio.to_thread(file.path.unlink, missing_ok=True)
+            await asyncio.to_thread(discard, file.path)
         return stored
 
     async def _store_one(self, file: RecordedFile) -> None:

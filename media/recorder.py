@@ -456,6 +456,22 @@ def file_sha256(path: Path) -> str:
 # ---- crash recovery ---------------------------------------------------------------------------
 
 
+def discard(path: Path) -> None:
+    """Remove a finished file the caller has stored, and its call's folder once nothing but the
+    sidecar is left in it. Blocking (file system): run it in a thread."""
+    path.unlink(missing_ok=True)
+    folder = path.parent
+    try:
+        rest = list(folder.iterdir())
+    except FileNotFoundError:
+        return
+    if all(entry.name == SIDECAR for entry in rest):
+        for entry in rest:
+            entry.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a file arrived meanwhile: leave the folder
+            folder.rmdir()
+
+
 def recover_spool(spool_dir: Path) -> list[RecordedFile]:
     """Finalise every call folder a dead process left in ``spool_dir`` (blocking; run it in a
     thread, before this process records anything).
