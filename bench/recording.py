@@ -9,6 +9,9 @@ plays both sides of N calls with aiortc peers (``bench/_media_clients.py``: a pr
 640×480 30 fps loop and a tone, so the clients do not encode) and measures the server process's
 user + system CPU over a window that starts once media flows. Per mode:
 ``cores_per_video_stream = (cpu cores with the mode − cpu cores of "off") / (2 N)``.
+For ``ours`` it also reports ``writer_thread_cores_per_video_stream``: the CPU time of the
+recorder's writer threads (``time.thread_time``) over their life, per party (one video stream
+and its audio) — measured inside the threads, so the machine's other load does not blur it.
 
 Prints one JSON object. Usage: ``python bench/recording.py --calls 1 --seconds 20``; wrap it with
 ``scripts/loopback-only.sh`` (only 127.0.0.1 is used).
@@ -148,8 +151,15 @@ async def serve(mode: str, spool: Path) -> None:
                 for s in SIDES
             )
             stock_frames = await stock.stop() if stock is not None else 0
+            open_calls = [c for c in (manager.get(i) for i in manager) if c is not None]
             recorded = await manager.close_all()
-            reply(summary(received, stock_frames, recorded))
+            result = summary(received, stock_frames, recorded)
+            loads = [load for c in open_calls if (load := c.recorder_load()) is not None]
+            if loads:  # measured inside the writer threads: independent of the machine's load
+                result["writer_thread_cores_per_video_stream"] = round(
+                    sum(loads) / (len(SIDES) * len(open_calls)), 4
+                )
+            reply(result)
             return
 
 

@@ -156,6 +156,14 @@ class CallMedia:
         """Frames recorded and dropped per side (empty without recording)."""
         return self._recorder.stats() if self._recorder is not None else {}
 
+    def recorder_load(self) -> float | None:
+        """The writer thread's CPU seconds per second of its life, once closed (None before,
+        or without recording)."""
+        rec = self._recorder
+        if rec is None or not self._closed or rec.writer_wall_seconds <= 0:
+            return None
+        return rec.writer_cpu_seconds / rec.writer_wall_seconds
+
     async def close(self) -> list[RecordedFile]:
         """Close both peer connections and every task of the call, and finalise the recording.
 

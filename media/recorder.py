@@ -275,6 +275,10 @@ class CallRecorder:
             s: _SideFile(self.folder / f"{s}.webm", self._counters[s]) for s in REC_SIDES
         }
         self.skipped_tracks = 0
+        # The writer thread's own CPU time and lifetime (seconds): what recording costs the
+        # server beyond the tap's queue put on the loop (bench/recording.py reports it).
+        self.writer_cpu_seconds = 0.0
+        self.writer_wall_seconds = 0.0
         self._stop = threading.Event()
         self._results: list[RecordedFile] | None = None
         self._thread = threading.Thread(target=self._run, name=f"recorder-{call_id}", daemon=True)
@@ -328,6 +332,8 @@ class CallRecorder:
             logger.exception("recording failed", extra=self._extra)
         finally:
             self._results = self._finish()
+            self.writer_cpu_seconds = time.thread_time()
+            self.writer_wall_seconds = time.monotonic() - self._zero
 
     def _drain(self) -> None:
         while True:

@@ -130,6 +130,8 @@ async def test_a_call_is_recorded_per_side(
     closed, again = await asyncio.gather(manager.close("call-1"), call.close())
     files = by_side(closed)
     assert again == closed == await call.close()  # idempotent, even while closing
+    load = call.recorder_load()  # the writer thread's own CPU, for bench/recording.py
+    assert load is not None and 0 < load < 0.5, load
     assert set(files) == {"customer", "advisor"}
     assert stats["customer"]["video_frames"] > 0 and stats["advisor"]["audio_frames"] > 0
     for side, size, colour in (("customer", CUSTOMER_SIZE, RED), ("advisor", ADVISOR_SIZE, BLUE)):
