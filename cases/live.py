@@ -19,6 +19,7 @@ from typing import Literal, Protocol
 
 from av import VideoFrame
 
+from cases.cobrowse_desk import CobrowseDesk, CobrowseTarget
 from cases.errors import CaseError, InvalidTransition
 from cases.recordings import RecordedFile, RecordingSink
 from cases.states import CallState, CaseState, check_call_move
@@ -34,6 +35,15 @@ from signaling.messages import (
     ChatMessage,
     ChatSend,
     ClientMessage,
+    CobrowseAccept,
+    CobrowseDecline,
+    CobrowseDraw,
+    CobrowseEvents,
+    CobrowseHighlight,
+    CobrowsePointer,
+    CobrowseRequest,
+    CobrowseSnapshot,
+    CobrowseStop,
     DeviceInfo,
     ErrorCode,
     Ping,
@@ -150,6 +160,8 @@ class LiveDesk:
         self.presence = Presence()
         self._grace = GraceTimers(reconnect_grace_seconds)
         self.verify: VerifyDesk | None = None
+        # Co-browsing of calls (None: refused with "bad_state" — tests of the queue alone).
+        self.cobrowse: CobrowseDesk | None = None
         # Where finished recordings go (None: they are not kept — tests of the queue alone).
         self.recordings: RecordingSink | None = None
         # Told the case's public id when its service status may have changed (call started,
@@ -206,6 +218,9 @@ class LiveDesk:
             case DeviceInfo(camera_label=label):
                 if self.verify is not None:
                     self.verify.note_camera(case_id, label)
+            case CobrowseAccept() | CobrowseDecline() | CobrowseStop() | CobrowseEvents():
+                call = self._call_of_case(case_id, msg.type)
+                await self._cobrowse_desk(msg.type).from_customer(self._cobrowse_target(call), msg)
             case _:
                 raise ProtocolError(ErrorCode.FORBIDDEN, "customers may not do this", msg.type)
 
@@ -231,6 +246,16 @@ class LiveDesk:
                 call = self._call_of_advisor(staff_id, msg.type)
                 if self.verify is not None:
                     await self.verify.cancel(call.case.public_id)
+            case (
+                CobrowseRequest()
+                | CobrowseStop()
+                | CobrowseSnapshot()
+                | CobrowsePointer()
+                | CobrowseHighlight()
+                | CobrowseDraw()
+            ):
+                call = self._call_of_advisor(staff_id, msg.type)
+                await self._cobrowse_desk(msg.type).from_advisor(self._cobrowse_target(call), msg)
             case _:
                 raise ProtocolError(ErrorCode.FORBIDDEN, "advisors may not do this", msg.type)
 
@@ -241,6 +266,8 @@ class LiveDesk:
         call = self._calls.get(case_id)
         if call is not None:  # a reload during the call: tell the page the call is on
             self.hub.send(customer_key(case_id), self._started(call, "customer"))
+            if self.cobrowse is not None:
+                self.cobrowse.resync(case_id)
             return
         if case.state is CaseState.CONSENTED:
             try:
@@ -406,6 +433,8 @@ class LiveDesk:
         call.move(CallState.ENDED)
         if self.verify is not None:
             await self.verify.cancel(case_id)
+        if self.cobrowse is not None:  # stops sharing, stores the co-browse stream
+            await self.cobrowse.end(case_id)
         recorded = await self.media.close(case_id)
         if recorded and self.recordings is not None:
             # Before the case closes: its review's flags look at the recordings.
@@ -455,6 +484,25 @@ class LiveDesk:
                 update={"scores": {}, "reasons": [], "best_frame_url": None, "reference_url": None}
             )
         self.hub.send(customer_key(case_id), msg)
+
+    # ---- co-browsing (issue 6: cases/cobrowse_desk.py does the work) -----------------------
+
+    def _cobrowse_desk(self, ref: str) -> CobrowseDesk:
+        if self.cobrowse is None:
+            raise ProtocolError(ErrorCode.BAD_STATE, "co-browsing is not enabled", ref)
+        return self.cobrowse
+
+    @staticmethod
+    def _cobrowse_target(call: Call) -> CobrowseTarget:
+        case = call.case
+        return CobrowseTarget(
+            case.public_id,
+            case.id,
+            call.advisor_id,
+            call.advisor_name,
+            customer_key(case.public_id),
+            advisor_key(call.advisor_id),
+        )
 
     # ---- drops after the grace period ----------------------------------------------------
 

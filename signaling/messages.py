@@ -152,6 +152,78 @@ class ApprovalDecide(_Msg):
     reason: Annotated[str, Field(max_length=200)] = ""
 
 
+# ---- co-browsing (issue 6; docs/pages.md "Co-browsing") -----------------------------------
+
+# A batch of rrweb events: at most this many per message; the frame itself may be larger than
+# other messages (a full snapshot of the page), up to COBROWSE_MAX_BYTES.
+COBROWSE_MAX_EVENTS = 200
+COBROWSE_MAX_BYTES = 1024 * 1024
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+# Highlight targets by selector: an element id only (``#pad-submit``), nothing more expressive.
+HIGHLIGHT_SELECTOR = r"^#[A-Za-z][A-Za-z0-9_-]{0,63}$"
+
+
+class CobrowseRequest(_Msg):
+    """Advisor in a call: ask the customer to share their page."""
+
+    type: Literal["cobrowse.request"]
+
+
+class CobrowseAccept(_Msg):
+    """Customer: yes, share my page (recording starts when ``cobrowse.state`` says ``on``)."""
+
+    type: Literal["cobrowse.accept"]
+
+
+class CobrowseDecline(_Msg):
+    """Customer: no, do not share my page."""
+
+    type: Literal["cobrowse.decline"]
+
+
+class CobrowseStop(_Msg):
+    """Either side: stop co-browsing now."""
+
+    type: Literal["cobrowse.stop"]
+
+
+class CobrowseEvents(_Msg):
+    """Customer while sharing: a batch of rrweb events (each checked by the server's guard)."""
+
+    type: Literal["cobrowse.events"]
+    events: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=COBROWSE_MAX_EVENTS)]
+
+
+class CobrowseSnapshot(_Msg):
+    """Advisor while viewing: ask the customer's page for a fresh full snapshot (late join)."""
+
+    type: Literal["cobrowse.snapshot"]
+
+
+class CobrowsePointer(_Msg):
+    """Advisor while viewing: where they point, as fractions of the customer's viewport."""
+
+    type: Literal["cobrowse.pointer"]
+    x: Fraction
+    y: Fraction
+
+
+class CobrowseHighlight(_Msg):
+    """Advisor while viewing: outline one element, by rrweb node id or by ``#element-id``."""
+
+    type: Literal["cobrowse.highlight"]
+    node_id: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    selector: Annotated[str, Field(max_length=65, pattern=HIGHLIGHT_SELECTOR)] | None = None
+
+
+class CobrowseDraw(_Msg):
+    """Advisor while viewing: a short free-hand stroke, points as viewport fractions."""
+
+    type: Literal["cobrowse.draw"]
+    points: Annotated[list[tuple[Fraction, Fraction]], Field(min_length=2, max_length=64)]
+
+
 ClientMessage = Annotated[
     QueueJoin
     | QueueLeave
@@ -166,7 +238,16 @@ ClientMessage = Annotated[
     | DeviceInfo
     | GrantConfirm
     | GrantDecline
-    | ApprovalDecide,
+    | ApprovalDecide
+    | CobrowseRequest
+    | CobrowseAccept
+    | CobrowseDecline
+    | CobrowseStop
+    | CobrowseEvents
+    | CobrowseSnapshot
+    | CobrowsePointer
+    | CobrowseHighlight
+    | CobrowseDraw,
     Field(discriminator="type"),
 ]
 
@@ -186,6 +267,15 @@ CLIENT_TYPES = frozenset(
         "grant.confirm",
         "grant.decline",
         "approval.decide",
+        "cobrowse.request",
+        "cobrowse.accept",
+        "cobrowse.decline",
+        "cobrowse.stop",
+        "cobrowse.events",
+        "cobrowse.snapshot",
+        "cobrowse.pointer",
+        "cobrowse.highlight",
+        "cobrowse.draw",
     }
 )
 
@@ -355,6 +445,54 @@ class ApprovalsPending(_Msg):
     items: list[PendingApproval]
 
 
+class CobrowseStateMsg(_Msg):
+    """Both sides of a call: where co-browsing stands; ``reason`` says why it went off."""
+
+    type: Literal["cobrowse.state"] = "cobrowse.state"
+    state: Literal["off", "requested", "on"]
+    advisor_name: str = ""
+    reason: str | None = None  # declined | stopped_by_customer | stopped_by_advisor | call_ended
+
+
+class CobrowseEventsOut(_Msg):
+    """Advisor: the customer's rrweb events that passed the guard (``cobrowse.events``)."""
+
+    type: Literal["cobrowse.events"] = "cobrowse.events"
+    events: list[dict[str, Any]]
+
+
+class CobrowseSnapshotAsk(_Msg):
+    """Customer while sharing: take a fresh full snapshot (the advisor joined late)."""
+
+    type: Literal["cobrowse.snapshot"] = "cobrowse.snapshot"
+
+
+class CobrowsePointerOut(_Msg):
+    """Customer: the advisor's pointer (``name`` is the advisor's display name)."""
+
+    type: Literal["cobrowse.pointer"] = "cobrowse.pointer"
+    x: float
+    y: float
+    name: str
+
+
+class CobrowseHighlightOut(_Msg):
+    """Customer: the element the advisor highlights."""
+
+    type: Literal["cobrowse.highlight"] = "cobrowse.highlight"
+    node_id: int | None = None
+    selector: str | None = None
+    name: str
+
+
+class CobrowseDrawOut(_Msg):
+    """Customer: a stroke the advisor drew."""
+
+    type: Literal["cobrowse.draw"] = "cobrowse.draw"
+    points: list[tuple[float, float]]
+    name: str
+
+
 ServerMessage = (
     Welcome
     | QueuePosition
@@ -371,6 +509,12 @@ ServerMessage = (
     | VerifyResult
     | ServiceState
     | ApprovalsPending
+    | CobrowseStateMsg
+    | CobrowseEventsOut
+    | CobrowseSnapshotAsk
+    | CobrowsePointerOut
+    | CobrowseHighlightOut
+    | CobrowseDrawOut
 )
 
 
@@ -382,10 +526,13 @@ class Codec:
         self._adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 
     def parse(self, raw: str | bytes) -> ClientMessage:
-        """Parse one client frame or raise :class:`ProtocolError`."""
+        """Parse one client frame or raise :class:`ProtocolError`.
+
+        ``cobrowse.events`` may be up to :data:`COBROWSE_MAX_BYTES` (a page's full snapshot);
+        every other message up to ``max_bytes``."""
         size = len(raw.encode() if isinstance(raw, str) else raw)
-        if size > self.max_bytes:
-            limit = self.max_bytes
+        if size > max(self.max_bytes, COBROWSE_MAX_BYTES):
+            limit = max(self.max_bytes, COBROWSE_MAX_BYTES)
             raise ProtocolError(ErrorCode.TOO_LARGE, f"message of {size} bytes exceeds {limit}")
         try:
             data = json.loads(raw)
@@ -397,6 +544,11 @@ class Codec:
         ref = kind if isinstance(kind, str) and len(kind) <= 40 else None
         if ref not in CLIENT_TYPES:
             raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {ref!r}", ref)
+        if size > self.max_bytes and ref != "cobrowse.events":
+            limit = self.max_bytes
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE, f"message of {size} bytes exceeds {limit}", ref
+            )
         if data.get("v", PROTOCOL_VERSION) != PROTOCOL_VERSION:
             raise ProtocolError(
                 ErrorCode.UNSUPPORTED_VERSION,

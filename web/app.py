@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from banking.sql import SqlCoreBanking
 from cases.attempts import AttemptStore
 from cases.authorise import AuthoriseDesk
+from cases.cobrowse_desk import AuditedRecords, CobrowseDesk
 from cases.consent import ensure_consent_texts
 from cases.grants import GrantDesk
 from cases.intake import Intake
@@ -65,6 +66,9 @@ from web.ws import websocket
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+# rrweb (npm, installed by `make npm-deps`) for co-browsing: served from node_modules as is.
+RRWEB_DIR = Path(__file__).resolve().parents[1] / "node_modules" / "rrweb" / "umd"
+RRWEB_PREFIX = "/vendor/rrweb/"
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -127,6 +131,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
         average_handle_seconds=settings.signaling.average_handle_seconds,
         reconnect_grace_seconds=settings.signaling.reconnect_grace_seconds,
     )
+    desk.cobrowse = CobrowseDesk(hub, AuditedRecords(app[DB], app[BLOBS]))
     if settings.media.recording_dir is not None:
         desk.recordings = sink = RecordingSink(app[DB], app[BLOBS])
         # Recordings a crashed run left in the spool: finish them and put them on their cases.
@@ -198,6 +203,10 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(audit_export.routes)
     app.router.add_get("/ws", websocket)
     app.router.add_static(STATIC_PREFIX, STATIC_DIR, name="static")
+    if RRWEB_DIR.is_dir():
+        app.router.add_static(RRWEB_PREFIX, RRWEB_DIR, name="rrweb")
+    else:
+        log.warning("rrweb not found at %s (make npm-deps): co-browsing will not load", RRWEB_DIR)
     return app
 
 

@@ -16,6 +16,7 @@ from cases.errors import CaseNotFound
 from cases.pages_access import CUSTOMER_SOCKET_STATES
 from signaling.hub import Close, Connection
 from signaling.messages import (
+    COBROWSE_MAX_BYTES,
     ApprovalDecide,
     ErrorCode,
     ErrorMessage,
@@ -108,8 +109,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         return json_error(exc.status, "unauthorized", exc.text or "")
     settings = request.app[SETTINGS]
     # aiohttp closes a socket on a frame over max_msg_size; keep that far above our own limit
-    # so an oversized message gets an error message and the socket stays usable.
-    ws = web.WebSocketResponse(heartbeat=25, max_msg_size=settings.signaling.max_message_bytes * 4)
+    # so an oversized message gets an error message and the socket stays usable. Co-browse
+    # event batches (a page's full snapshot) may be larger than other messages.
+    largest = max(settings.signaling.max_message_bytes, COBROWSE_MAX_BYTES)
+    ws = web.WebSocketResponse(heartbeat=25, max_msg_size=largest * 2)
     await ws.prepare(request)
     conn = request.app[HUB].attach(peer.principal, ws.send_str, _closer(ws))
     try:

@@ -12,6 +12,7 @@ import {
 } from "./common.js";
 import { CallUI } from "./call_ui.js";
 import { CasePanel } from "./case_panel.js";
+import { CobrowseAdvisor } from "./cobrowse_advisor.js";
 import { AdvisorVerifyUI } from "./verify_advisor.js";
 
 const state = { desired: "available", presence: "offline", entries: [] };
@@ -98,15 +99,18 @@ const call = new CallUI(socket, {
     $("queue-panel").hidden = true;
     verify.setInCall(true);
     casePanel.started(m);
+    if (!cobrowse.inCall) cobrowse.setInCall(true);
   },
   onEnded: () => {
     verify.setInCall(false);
     casePanel.reset();
+    cobrowse.setInCall(false);
   },
 });
 
 const verify = new AdvisorVerifyUI((m) => socket.send(m));
 const casePanel = new CasePanel((m) => socket.send(m));
+const cobrowse = new CobrowseAdvisor((m) => socket.send(m));
 
 // Refusals that answer a decision on the case panel are shown there, not at the top of the page.
 function isGrantError(m) {
@@ -114,7 +118,7 @@ function isGrantError(m) {
 }
 
 function handle(m) {
-  if (call.handle(m) || verify.handle(m) || casePanel.handle(m)) return;
+  if (call.handle(m) || verify.handle(m) || casePanel.handle(m) || cobrowse.handle(m)) return;
   switch (m.type) {
     case "queue.snapshot":
       onSnapshot(m);

@@ -11,6 +11,7 @@ import {
   SocketClient,
 } from "./common.js";
 import { CallUI } from "./call_ui.js";
+import { CobrowseCustomer } from "./cobrowse_customer.js";
 import { ServicePanel } from "./service_panel.js";
 import { CustomerVerifyUI } from "./verify_customer.js";
 
@@ -44,17 +45,19 @@ const call = new CallUI(socket, {
   },
   onEnded: () => {
     state.phase = "ended";
+    cobrowse.reset();
     socket.stop();
   },
 });
 
 const verify = new CustomerVerifyUI();
 const service = new ServicePanel();
+const cobrowse = new CobrowseCustomer(socket);
 
 function handle(m) {
   // After every (re)connection: where the service stands (a state change may have been missed).
   if (m.type === "welcome") service.load();
-  if (call.handle(m) || verify.handle(m) || service.handle(m)) return;
+  if (call.handle(m) || verify.handle(m) || service.handle(m) || cobrowse.handle(m)) return;
   switch (m.type) {
     case "queue.position":
       showPageError(null);
