@@ -394,6 +394,22 @@ async def _copy_blob(sink: _ZipSink, blobs: BlobStore, key: str, name: str) -> N
         raise BlobCorrupt(key)  # the stored bytes changed: the bundle must not carry them
 
 
+def _streams(snap: _Snapshot) -> tuple[list[str], list[str]]:
+    """The case's co-browse streams (``cobrowse.stored`` events): (kept, deleted by retention)."""
+    stored: list[str] = []
+    gone: set[str] = set()
+    for line in snap.event_lines:
+        detail = json.loads(str(line["detail"]))
+        if not isinstance(detail, dict):
+            continue
+        if line["action"] == "cobrowse.stored" and "sha256" in detail:
+            stored.append(str(detail["sha256"]))
+        elif line["action"] == "retention.deleted":
+            listed = detail.get("cobrowse", [])
+            gone.update(str(i.get("sha256")) for i in listed if isinstance(i, dict))
+    return [k for k in stored if k not in gone], [k for k in stored if k in gone]
+
+
 def _deleted(snap: _Snapshot) -> list[dict[str, object]]:
     gone: list[dict[str, object]] = [
         {"kind": "recording", "side": r.side, "sha256": r.blob_key, "at": _iso(r.deleted_at)}
@@ -407,6 +423,7 @@ def _deleted(snap: _Snapshot) -> list[dict[str, object]]:
                 {"kind": "evidence", "attempt": a.public_id, "sha256": keys}
                 | {"at": _iso(a.evidence_deleted_at)}
             )
+    gone.extend({"kind": "cobrowse", "sha256": key} for key in _streams(snap)[1])
     return gone
 
 
@@ -424,6 +441,9 @@ async def _write_media(sink: _ZipSink, blobs: BlobStore, snap: _Snapshot) -> Non
             data = await blobs.get(a.best_frame_blob_key)
             name = f"evidence/{a.public_id}-best.jpg"
             await asyncio.to_thread(sink.add, name, data, compress=False)
+    for key in _streams(snap)[0]:
+        data = await blobs.get(key)  # hash-checked
+        await asyncio.to_thread(sink.add, f"cobrowse/{key}.jsonl", data)
 
 
 def _manifest(

@@ -34,7 +34,10 @@ from store.models import AuditEvent, Case, Recording
 log = logging.getLogger(__name__)
 
 STORED = "recording.stored"
+COBROWSE_STORED = "cobrowse.stored"  # cases.cobrowse_desk writes it
 TOMBSTONE = "retention.deleted"
+# Events that name a stored blob, and the list of the tombstone that may excuse its absence.
+CHECKED = {STORED: "recordings", COBROWSE_STORED: "cobrowse"}
 CONTENT_TYPE = "video/webm"
 
 
@@ -159,16 +162,21 @@ class RecordingCheck:
         self.checked = 0
 
     async def __call__(self, event: ChainEvent) -> str | None:
-        """What is wrong with the recording a ``recording.stored`` event names, or None."""
-        if event.action != STORED:
+        """What is wrong with the recording (or co-browse stream) a ``recording.stored``
+        (``cobrowse.stored``) event names, or None."""
+        listed_under = CHECKED.get(event.action)
+        if listed_under is None:
             return None
         try:
             detail = json.loads(event.detail)
-            key, side = str(detail["sha256"]), str(detail.get("side", "?"))
+            key = str(detail["sha256"])
         except (ValueError, KeyError, TypeError):
-            return "recording event without a readable sha256"
-        where = f"{side} recording of case #{event.case_id} (sha256 {key[:12]}…)"
-        if await self._tombstoned(event.case_id, key):
+            return f"{event.action} event without a readable sha256"
+        what = (
+            f"{detail.get('side', '?')} recording" if event.action == STORED else "co-browse stream"
+        )
+        where = f"{what} of case #{event.case_id} (sha256 {key[:12]}…)"
+        if await self._tombstoned(event.case_id, key, listed_under):
             return None
         self.checked += 1
         try:
@@ -180,7 +188,7 @@ class RecordingCheck:
             return f"{where}: cannot be read ({err})"
         return None
 
-    async def _tombstoned(self, case_id: int | None, key: str) -> bool:
+    async def _tombstoned(self, case_id: int | None, key: str, listed_under: str) -> bool:
         async with self._db.session() as s:
             rows = await s.scalars(
                 select(AuditEvent.detail).where(
@@ -189,7 +197,7 @@ class RecordingCheck:
             )
             for raw in rows.all():
                 detail = json.loads(raw)
-                listed = detail.get("recordings", []) if isinstance(detail, dict) else []
+                listed = detail.get(listed_under, []) if isinstance(detail, dict) else []
                 if any(isinstance(r, dict) and r.get("sha256") == key for r in listed):
                     return True
         return False

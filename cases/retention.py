@@ -16,6 +16,7 @@ crop) is never deleted. Reference photos belong to the customer, not the case: n
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from store.blobs import BlobStore
 from store.chain import format_at
 from store.db import Database
 from store.models import (
+    AuditEvent,
     Case,
     Recording,
     ReferencePhoto,
@@ -39,6 +41,7 @@ from store.models import (
 log = logging.getLogger(__name__)
 
 ACTION = "retention.deleted"
+COBROWSE_STORED = "cobrowse.stored"  # cases.cobrowse_desk writes it
 _IN_BATCH = 500  # keys per IN (...) query
 
 
@@ -78,10 +81,43 @@ class _Expired:
     closed_at: datetime
     recordings: list[Recording]
     attempts: list[VerificationAttempt]
+    streams: list[tuple[str, int]]  # co-browse streams (sha256, bytes) no tombstone lists yet
 
     @property
     def keys(self) -> set[str]:
-        return {r.blob_key for r in self.recordings} | set(_evidence_keys(self.attempts))
+        streams = {key for key, _ in self.streams}
+        return {r.blob_key for r in self.recordings} | set(_evidence_keys(self.attempts)) | streams
+
+    @property
+    def empty(self) -> bool:
+        return not self.recordings and not self.attempts and not self.streams
+
+
+def _listed(detail_json: str, under: str) -> list[str]:
+    """The sha256 keys a tombstone lists under ``under`` ("recordings", "cobrowse")."""
+    detail = json.loads(detail_json)
+    items = detail.get(under, []) if isinstance(detail, dict) else []
+    return [str(i["sha256"]) for i in items if isinstance(i, dict) and "sha256" in i]
+
+
+async def _streams(s: AsyncSession, case_id: int) -> list[tuple[str, int]]:
+    """Co-browse streams of the case (``cobrowse.stored`` events) not yet tombstoned."""
+    rows = await s.execute(
+        select(AuditEvent.action, AuditEvent.detail).where(
+            AuditEvent.case_id == case_id,
+            AuditEvent.action.in_((COBROWSE_STORED, ACTION)),
+        )
+    )
+    stored: dict[str, int] = {}
+    gone: set[str] = set()
+    for action, detail in rows:
+        if action == ACTION:
+            gone.update(_listed(detail, "cobrowse"))
+            continue
+        parsed = json.loads(detail)
+        if isinstance(parsed, dict) and "sha256" in parsed:
+            stored[str(parsed["sha256"])] = int(parsed.get("bytes", 0))
+    return sorted((key, size) for key, size in stored.items() if key not in gone)
 
 
 def _evidence_keys(attempts: Iterable[VerificationAttempt]) -> list[str]:
@@ -127,7 +163,7 @@ async def _holdings(s: AsyncSession, case_id: int, closed_at: datetime, *, lock:
         recordings, attempts = recordings.with_for_update(), attempts.with_for_update()
     found = await s.scalars(recordings.order_by(Recording.side))
     held = await s.scalars(attempts)
-    return _Expired(case_id, closed_at, list(found), list(held))
+    return _Expired(case_id, closed_at, list(found), list(held), await _streams(s, case_id))
 
 
 async def _tombstone(s: AsyncSession, held: _Expired, keep_days: int) -> None:
@@ -149,6 +185,7 @@ async def _tombstone(s: AsyncSession, held: _Expired, keep_days: int) -> None:
                 {"side": r.side, "sha256": r.blob_key, "size": r.size} for r in held.recordings
             ],
             "evidence": _evidence_keys(held.attempts),
+            "cobrowse": [{"sha256": key, "size": size} for key, size in held.streams],
             "keep_days": keep_days,
             "closed_at": format_at(held.closed_at),
         },
@@ -164,6 +201,9 @@ async def _marked_keys(s: AsyncSession) -> set[str]:
         ).where(VerificationAttempt.evidence_deleted_at.is_not(None))
     )
     keys.update(k for row in rows for k in row if k)
+    tombstones = await s.scalars(select(AuditEvent.detail).where(AuditEvent.action == ACTION))
+    for detail in tombstones:
+        keys.update(_listed(detail, "cobrowse"))
     return keys
 
 
@@ -223,7 +263,7 @@ async def run_retention(
     for case_id, closed_at in expired:
         async with db.session() as s, s.begin():
             held = await _holdings(s, case_id, closed_at, lock=not dry_run)
-            if not held.recordings and not held.attempts:
+            if held.empty:
                 continue  # nothing left, or another run got here first
             if not dry_run:
                 await _tombstone(s, held, keep_days)

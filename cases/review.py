@@ -81,6 +81,8 @@ OUTCOMES: tuple[str, ...] = ("passed", "failed", "referred", "aborted", "none")
 PAGE_SIZE = 50
 MAX_COMMENT = 2000
 REVIEWED_CASE_STATES = (CaseState.CLOSED.value,)
+COBROWSE_STORED = "cobrowse.stored"  # cases.cobrowse_desk writes it
+TOMBSTONE = "retention.deleted"
 
 
 class ReviewRefused(CaseError):
@@ -278,6 +280,19 @@ class EvidenceView:
 
 
 @dataclass(frozen=True, slots=True)
+class CobrowseView:
+    """One stored co-browse stream (rrweb events as JSON lines) of the case."""
+
+    sha256: str
+    events: int
+    size: int
+    started_at: datetime | None
+    t_ms: int | None
+    url: str
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ChatView:
     """One chat message."""
 
@@ -316,6 +331,7 @@ class CaseDetail:
     evidence: list[EvidenceView]
     chat: list[ChatView]
     verdicts: list[VerdictView]
+    cobrowse: list[CobrowseView]
     may_decide: bool
     decide_blocked: str | None
 
@@ -606,6 +622,7 @@ class ReviewDesk:
                     )
                     for v in verdicts
                 ],
+                cobrowse=_cobrowse_views(public_id, events, zero),
                 may_decide=blocked is None,
                 decide_blocked=blocked,
             )
@@ -663,6 +680,36 @@ class ReviewDesk:
                 )
             return RecordingBlob(row.blob_key, row.size, row.content_type)
 
+    async def cobrowse_stream(self, auditor_id: int, public_id: str, sha256: str) -> str:
+        """The blob key of one co-browse stream of the case (checked to belong to it); the
+        view is an audit event. :class:`RecordingNotFound` / :class:`RecordingGone`."""
+        async with self._db.session() as s, s.begin():
+            case, _ = await _closed_case(s, public_id)
+            events = (
+                await s.scalars(
+                    select(AuditEvent).where(
+                        AuditEvent.case_id == case.id,
+                        AuditEvent.action.in_((COBROWSE_STORED, TOMBSTONE)),
+                    )
+                )
+            ).all()
+            views = {v.sha256: v for v in _cobrowse_views(public_id, events, None)}
+            view = views.get(sha256.lower())
+            if view is None:
+                raise RecordingNotFound(f"no such co-browse stream in case {public_id}")
+            if view.deleted:
+                raise RecordingGone("the co-browse stream was deleted by the retention policy")
+            await add_event(
+                s,
+                action="audit.cobrowse_viewed",
+                outcome="ok",
+                actor_kind="staff",
+                actor_id=auditor_id,
+                case_id=case.id,
+                detail={"sha256": view.sha256},
+            )
+            return view.sha256
+
     async def decide(
         self, auditor_id: int, public_id: str, verdict: str, comment: str
     ) -> ReviewState:
@@ -719,6 +766,44 @@ class ReviewDesk:
                 detail={"verdict": verdict, "state": new.value, "comment": comment},
             )
         return new
+
+
+def _tombstoned_streams(events: Sequence[AuditEvent]) -> set[str]:
+    gone: set[str] = set()
+    for event in events:
+        if event.action == TOMBSTONE:
+            detail = json.loads(event.detail)
+            listed = detail.get("cobrowse", []) if isinstance(detail, dict) else []
+            gone.update(str(i.get("sha256")) for i in listed if isinstance(i, dict))
+    return gone
+
+
+def _cobrowse_views(
+    public_id: str, events: Sequence[AuditEvent], zero: datetime | None
+) -> list[CobrowseView]:
+    gone = _tombstoned_streams(events)
+    views = []
+    for event in events:
+        if event.action != COBROWSE_STORED:
+            continue
+        detail = json.loads(event.detail)
+        key = str(detail.get("sha256", ""))
+        try:
+            started: datetime | None = _aware(datetime.fromisoformat(str(detail["started_at"])))
+        except (KeyError, ValueError):
+            started = None
+        views.append(
+            CobrowseView(
+                sha256=key,
+                events=int(detail.get("events", 0)),
+                size=int(detail.get("bytes", 0)),
+                started_at=started,
+                t_ms=None if started is None else _t_ms(started, zero),
+                url=f"/audit/cases/{public_id}/cobrowse/{key}",
+                deleted=key in gone,
+            )
+        )
+    return views
 
 
 def _timeline(doc: object, start: int | None) -> list[dict[str, object]]:

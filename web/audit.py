@@ -32,7 +32,7 @@ from cases.review import (
     TimelineEntry,
 )
 from cases.services import SERVICES
-from store.errors import BlobNotFound
+from store.errors import BlobCorrupt, BlobNotFound
 from web.accounts import StaffRef, get_staff
 from web.keys import BLOBS, CATALOG, DB, REQ_LANG, REVIEW, session_of
 from web.middleware import json_error
@@ -191,10 +191,20 @@ def _player_config(detail: CaseDetail) -> dict[str, Any]:
         }
         for r in detail.recordings
     ]
+    cobrowse = [
+        {"url": c.url, "tMs": c.t_ms, "events": c.events}
+        for c in detail.cobrowse
+        if not c.deleted and c.t_ms is not None
+    ]
     return {
         "publicId": detail.summary.public_id,
         "verdictUrl": f"/api/audit/cases/{detail.summary.public_id}/verdict",
         "recordings": recordings,
+        "cobrowse": cobrowse,
+        "clockZeroMs": (
+            round(detail.clock_zero.timestamp() * 1000) if detail.clock_zero is not None else None
+        ),
+        "rrwebUrl": "/vendor/rrweb/rrweb.min.js",
         "totalMs": max((r.offset_ms + r.duration_ms for r in detail.recordings), default=0),
     }
 
@@ -297,6 +307,32 @@ async def _send(
             break
         await response.write(chunk)
         position += len(chunk)
+
+
+@routes.get("/audit/cases/{public_id}/cobrowse/{sha256}")
+async def cobrowse_stream(request: web.Request) -> web.StreamResponse:
+    """One stored co-browse stream of the case: rrweb events as JSON lines (auditors only)."""
+    staff = await auditor_for_api(request)
+    try:
+        key = await request.app[REVIEW].cobrowse_stream(
+            staff.id, request.match_info["public_id"], request.match_info["sha256"]
+        )
+        data = await request.app[BLOBS].get(key)  # hash-checked: a changed stream is refused
+    except CaseNotFound:
+        return json_error(404, "no_case", "no such case")
+    except RecordingNotFound:
+        return json_error(404, "no_stream", "the case has no such co-browse stream")
+    except RecordingGone:
+        return json_error(410, "stream_deleted", "the stream was deleted by retention")
+    except BlobNotFound:
+        return json_error(404, "no_stream", "the stream is missing from the blob store")
+    except BlobCorrupt:
+        return json_error(409, "stream_damaged", "the stream no longer matches its SHA-256")
+    return web.Response(
+        body=data,
+        content_type="application/x-ndjson",
+        headers={"Cache-Control": "private, no-store"},
+    )
 
 
 # ---- verdicts -----------------------------------------------------------------------------

@@ -165,3 +165,25 @@ async def test_a_tombstone_of_another_case_does_not_excuse_a_missing_recording(
     key = Ed25519PrivateKey.generate()
     report = await verify_log(world.db, key.public_key(), [RecordingCheck(world.db, blobs)])
     assert not report.ok
+
+
+async def test_audit_verify_names_a_changed_co_browse_stream(
+    world: World, blobs: LocalBlobStore
+) -> None:
+    stream = b'{"type":4,"data":{},"timestamp":1}\n'
+    key_ = await blobs.put(stream)
+    async with world.db.session() as s, s.begin():
+        stored = await add_event(
+            s,
+            action="cobrowse.stored",
+            outcome="ok",
+            actor_kind="system",
+            case_id=world.case,
+            detail={"sha256": key_, "events": 1, "bytes": len(stream)},
+        )
+    key = Ed25519PrivateKey.generate()
+    assert (await verify_log(world.db, key.public_key(), [RecordingCheck(world.db, blobs)])).ok
+    (blobs.root / key_[:2] / key_).write_bytes(stream.replace(b"4", b"5"))
+    report = await verify_log(world.db, key.public_key(), [RecordingCheck(world.db, blobs)])
+    assert report.first_broken is not None and report.first_broken.seq == stored.seq
+    assert "co-browse stream" in report.first_broken.reason

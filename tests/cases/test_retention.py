@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from cases.recordings import RecordingCheck
 from cases.retention import RetentionReport, run_retention
+from store.audit import add_event
 from store.blobs import LocalBlobStore
 from store.checkpoints import verify_log, write_checkpoint
 from store.db import Database
@@ -164,3 +165,27 @@ async def test_a_run_interrupted_after_the_commit_is_finished_by_the_next(
     assert report.cases == 0 and report.blobs_deleted == 4
     assert await _exists(blobs, old.keys) == [False] * 4
     assert len(await _tombstones(db)) == 1
+
+
+async def test_an_old_co_browse_stream_goes_behind_the_tombstone_too(
+    db: Database, blobs: LocalBlobStore, old: Media
+) -> None:
+    stream = b'{"type":4,"data":{"href":"x"},"timestamp":1}\n'
+    key = await blobs.put(stream)
+    async with db.session() as s, s.begin():
+        await add_event(
+            s,
+            action="cobrowse.stored",
+            outcome="ok",
+            actor_kind="system",
+            case_id=old.case_id,
+            detail={"sha256": key, "events": 1, "bytes": len(stream)},
+        )
+    await run_retention(db, blobs, KEEP_DAYS, NOW)
+    assert not await blobs.exists(key)
+    (tombstone,) = await _tombstones(db)
+    assert json.loads(tombstone.detail)["cobrowse"] == [{"sha256": key, "size": len(stream)}]
+    assert (await verify_log(db, KEY.public_key(), [RecordingCheck(db, blobs)])).ok
+    before = await _event_count(db)
+    await run_retention(db, blobs, KEEP_DAYS, NOW)  # nothing more to do
+    assert await _event_count(db) == before

@@ -1,9 +1,10 @@
 """The auditor downloads a case as one signed bundle; it checks out offline against the server's
-audit key, holds both recordings, and the download is an audit event."""
+audit key, holds both recordings and the co-browse stream, and the download is an audit event."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import zipfile
@@ -12,7 +13,7 @@ from pathlib import Path
 from cases.bundle import verify_bundle
 from store.signing import signing_key
 from tests.web.conftest import World
-from tests.web.test_audit_pages import Side, as_staff, closed_case, events, make_webm
+from tests.web.test_audit_pages import STREAM, Side, as_staff, closed_case, events, make_webm
 from web.keys import SETTINGS
 
 
@@ -22,7 +23,10 @@ async def test_the_auditor_downloads_a_signed_bundle_that_verifies_offline(
     red = await asyncio.to_thread(make_webm, (200, 30, 30), 1.0)
     blue = await asyncio.to_thread(make_webm, (30, 30, 200), 1.0)
     public_id = await closed_case(
-        world, {"customer": Side(red, 0, 1000), "advisor": Side(blue, 300, 1000)}, chat=("hi",)
+        world,
+        {"customer": Side(red, 0, 1000), "advisor": Side(blue, 300, 1000)},
+        chat=("hi",),
+        cobrowse=STREAM,
     )
     auditor = await as_staff(world, "auditor1")
     resp = await auditor.get(f"/audit/cases/{public_id}/export.zip")
@@ -39,6 +43,7 @@ async def test_the_auditor_downloads_a_signed_bundle_that_verifies_offline(
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         assert zf.read("recordings/customer.webm") == red
         assert zf.read("recordings/advisor.webm") == blue
+        assert zf.read(f"cobrowse/{hashlib.sha256(STREAM).hexdigest()}.jsonl") == STREAM
         manifest = json.loads(zf.read("manifest.json"))
     assert manifest["case"] == public_id
     assert await events(world, "audit.exported") == 1

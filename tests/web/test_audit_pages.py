@@ -3,6 +3,7 @@ the verdicts, the search filters and the case page."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -19,6 +20,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select, update
 
 from cases.states import CaseState
+from store.audit import add_event
 from store.models import AuditEvent, Customer, Recording, Staff
 from tests.web.conftest import ADVISOR_PASSWORD, World, csrf_of, identify, login
 from web.accounts import create_staff
@@ -72,8 +74,10 @@ async def closed_case(
     service: str = "pin_change",
     customer: str = "Ada Lovelace",
     chat: tuple[str, ...] = (),
+    cobrowse: bytes | None = None,
 ) -> str:
-    """A case walked from intake to close, with recordings and chat; returns its public id."""
+    """A case walked from intake to close, with recordings, chat and a stored co-browse stream
+    (as ``cases.cobrowse_desk`` stores one); returns its public id."""
     cases = world.app[CASES]
     async with world.app[DB].session() as s:
         customer_id = (await s.scalars(select(Customer.id).where(Customer.name == customer))).one()
@@ -106,6 +110,23 @@ async def closed_case(
             )
     for text in chat:
         await cases.add_chat(case.id, "customer", text)
+    if cobrowse is not None:
+        key = await world.app[BLOBS].put(cobrowse)
+        async with world.app[DB].session() as s, s.begin():
+            await add_event(
+                s,
+                action="cobrowse.stored",
+                outcome="ok",
+                actor_kind="system",
+                case_id=case.id,
+                detail={
+                    "sha256": key,
+                    "events": cobrowse.count(b"\n"),
+                    "bytes": len(cobrowse),
+                    "started_at": datetime.now(UTC).isoformat(),
+                    "truncated": False,
+                },
+            )
     await cases.move(case.public_id, CaseState.CLOSED, ended_by="advisor")
     return case.public_id
 
@@ -160,7 +181,13 @@ ROUTES = [
     ("GET", "/audit/cases/{id}/recordings/customer"),
     ("POST", "/api/audit/cases/{id}/verdict"),
     ("GET", "/audit/cases/{id}/export.zip"),
+    ("GET", "/audit/cases/{id}/cobrowse/{stream}"),
 ]
+# A stored co-browse stream: rrweb events as JSON lines (a meta and a custom event).
+STREAM = (
+    b'{"type":4,"data":{"href":"http://127.0.0.1/call","width":1280,"height":800},"timestamp":1}\n'
+    b'{"type":5,"data":{"tag":"note","payload":{}},"timestamp":2}\n'
+)
 
 
 def refused(status: int, location: str) -> bool:
@@ -183,8 +210,10 @@ async def request(client: Client, method: str, path: str) -> tuple[int, str]:
 @pytest.mark.parametrize(("method", "route"), ROUTES)
 async def test_only_auditors_get_the_audit_routes(staffed: World, method: str, route: str) -> None:
     world = staffed
-    public_id = await closed_case(world, {"customer": Side(make_webm((200, 30, 30), 1), 0, 1000)})
-    path = route.format(id=public_id)
+    public_id = await closed_case(
+        world, {"customer": Side(make_webm((200, 30, 30), 1), 0, 1000)}, cobrowse=STREAM
+    )
+    path = route.format(id=public_id, stream=hashlib.sha256(STREAM).hexdigest())
     anonymous = await world.make_client()
     customer = await world.make_client()
     await identify(customer, world.grace)
@@ -426,3 +455,25 @@ async def test_the_case_page_shows_both_recordings_the_timeline_and_the_chat(
     assert world.ada.id_number not in html, "the ID number is shown masked"
     assert 'src="/static/js/audit_case.js"' in html and "<script>" not in html
     assert (await auditor.get("/audit/cases/nope")).status == 404
+
+
+async def test_the_auditor_gets_the_stored_co_browse_stream_of_the_case(world: World) -> None:
+    public_id = await closed_case(world, {}, cobrowse=STREAM)
+    key = hashlib.sha256(STREAM).hexdigest()
+    auditor = await as_staff(world, "auditor1")
+    page = await (await auditor.get(f"/audit/cases/{public_id}")).text()
+    assert f'data-url="/audit/cases/{public_id}/cobrowse/{key}"' in page
+    resp = await auditor.get(f"/audit/cases/{public_id}/cobrowse/{key}")
+    assert resp.status == 200 and resp.content_type == "application/x-ndjson"
+    assert await resp.read() == STREAM
+    assert await events(world, "audit.cobrowse_viewed") == 1
+    # Only streams of this case: another hash, or a stream of another case, is not found.
+    other = await closed_case(world, {}, cobrowse=STREAM + b"\n")
+    other_key = hashlib.sha256(STREAM + b"\n").hexdigest()
+    for path in (
+        f"/audit/cases/{public_id}/cobrowse/{'0' * 64}",
+        f"/audit/cases/{public_id}/cobrowse/{other_key}",
+    ):
+        resp = await auditor.get(path)
+        assert resp.status == 404 and (await resp.json())["error"] == "no_stream", path
+    assert (await auditor.get(f"/audit/cases/{other}/cobrowse/{other_key}")).status == 200

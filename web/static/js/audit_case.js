@@ -3,6 +3,7 @@
 // JSON with the CSRF header. A video shows "not yet speaking" while the clock is before its
 // offset or after its end.
 
+import { CobrowseReplays } from "./audit_cobrowse.js";
 import { $, announce, config, msg } from "./common.js";
 
 const DRIFT_S = 0.25; // a video further than this from the clock is put back on it
@@ -14,6 +15,7 @@ const players = (cfg.recordings || [])
   .filter((p) => p.video);
 const totalMs = Math.max(0, ...players.map((p) => p.offsetMs + p.durationMs));
 const seekable = [...document.querySelectorAll(".timeline-entry[data-t-ms]")];
+const replays = new CobrowseReplays(cfg);
 
 // The review states in words (each key written out: the catalogue test finds them).
 const STATE_TEXT = {
@@ -74,6 +76,7 @@ function highlight(t) {
 
 function show(t, hard = false) {
   for (const p of players) place(p, t, hard);
+  replays.show(t, clock.playing, hard);
   const scrubber = $("audit-scrubber");
   if (scrubber && document.activeElement !== scrubber) scrubber.value = String(Math.round(t));
   if (scrubber) scrubber.setAttribute("aria-valuetext", mmss(t));
@@ -146,6 +149,10 @@ function setupPlayer() {
     p.video.addEventListener("loadedmetadata", () => place(p, now(), true));
   }
   show(0, true);
+  replays
+    .load()
+    .then(() => replays.show(now(), clock.playing, true))
+    .catch((err) => console.warn("co-browse replay:", err));
 }
 
 // ---- the verdict -------------------------------------------------------------------------
