@@ -30,11 +30,13 @@ from tests.e2e.test_services import (
     accept,
     confirm_identity,
     hang_up,
+    new_context,
     new_pin,
     pad_ready,
     receipt_shown,
     rows,
     server,  # noqa: F401  (this module's server: the services' settings, see test_services)
+    staff_sign_in,
     start,
     verify_until_pass,
     whole,
@@ -234,12 +236,45 @@ async def test_cobrowse_shows_the_page_masked_points_and_stops_at_once(
     visit = await start(browsers, server, clips, "svc_card_loss", "card_loss")
     await accept(visit)
     try:
-        await _share_point_stop(visit, server, log_start)
+        typed = await _share_point_stop(visit, server, log_start)
     finally:
         await end_call(visit)
+    await _auditor_replays(visit, server, browsers, typed)
 
 
-async def _share_point_stop(visit: Visit, server: Server, log_start: int) -> None:  # noqa: F811
+async def _auditor_replays(visit: Visit, server: Server, browsers: Browsers, typed: str) -> None:  # noqa: F811
+    """The auditor's case page replays the stored stream on the recordings' clock: the chat
+    field shows the masked text, never the typed one."""
+    context = await new_context(visit)
+    page = await staff_sign_in(context, browsers, server.base_url, "auditor1")
+    await page.goto(f"{server.base_url}/audit/cases/{await case_of(visit)}")
+    replay = page.locator(".cobrowse-replay").first
+    await expect(replay).to_have_attribute("data-loaded", "true", timeout=15_000)
+    started = page.locator(".timeline-entry", has=page.locator('[data-action="cobrowse.started"]'))
+    await started.locator(".timeline-seek").click()
+    await page.locator("#audit-play").click()
+    masked = "*" * len(typed)
+    await page.wait_for_function(
+        """(v) => {
+          const f = document.querySelector('.cobrowse-replay-stage iframe');
+          const el = f && f.contentDocument && f.contentDocument.querySelector('#chat-input');
+          return el && el.value === v;
+        }""",
+        arg=masked,
+        timeout=20_000,
+    )
+    assert int(await replay.get_attribute("data-local-ms") or "-1") > 0
+    await page.locator("#audit-play").click()
+    html = await page.evaluate(
+        """() => document.documentElement.outerHTML + [...document.querySelectorAll('iframe')]
+             .map((f) => f.contentDocument ? f.contentDocument.documentElement.outerHTML : '')
+             .join('')"""
+    )
+    assert not whole(typed).search(html), "the auditor's replay shows the typed text"
+    await context.close()
+
+
+async def _share_point_stop(visit: Visit, server: Server, log_start: int) -> str:  # noqa: F811
     await start_sharing(visit)
     typed = f"Kiwi{secrets.token_hex(4)}"
     await type_unsent(visit.cust, "#chat-input", typed)
@@ -263,6 +298,7 @@ async def _share_point_stop(visit: Visit, server: Server, log_start: int) -> Non
     assert "co-browsing on" in log, "the server's log says nothing of co-browsing"
     assert "co-browse event dropped" not in log, "the guard dropped events of the real page"
     assert not whole(typed).search(log), "the server logged the text"
+    return typed
 
 
 async def test_cobrowse_never_shows_a_pin_typed_into_the_secure_pad(
