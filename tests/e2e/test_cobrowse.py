@@ -250,6 +250,7 @@ async def _auditor_replays(visit: Visit, server: Server, browsers: Browsers, typ
     await page.goto(f"{server.base_url}/audit/cases/{await case_of(visit)}")
     replay = page.locator(".cobrowse-replay").first
     await expect(replay).to_have_attribute("data-loaded", "true", timeout=15_000)
+    # From the start of sharing the replay plays on the recordings' clock.
     started = page.locator(".timeline-entry", has=page.locator('[data-action="cobrowse.started"]'))
     await started.locator(".timeline-seek").click()
     await page.locator("#audit-play").click()
@@ -261,7 +262,7 @@ async def _auditor_replays(visit: Visit, server: Server, browsers: Browsers, typ
           return el && el.value === v;
         }""",
         arg=masked,
-        timeout=20_000,
+        timeout=30_000,
     )
     assert int(await replay.get_attribute("data-local-ms") or "-1") > 0
     await page.locator("#audit-play").click()

@@ -13,7 +13,8 @@ const players = (cfg.recordings || [])
   .filter((r) => !r.deleted)
   .map((r) => ({ ...r, video: $(`video-${r.side}`), idle: $(`idle-${r.side}`) }))
   .filter((p) => p.video);
-const totalMs = Math.max(0, ...players.map((p) => p.offsetMs + p.durationMs));
+// The session's length on the clock: the recordings, and co-browsing once its streams are loaded.
+let totalMs = Math.max(0, ...players.map((p) => p.offsetMs + p.durationMs));
 const seekable = [...document.querySelectorAll(".timeline-entry[data-t-ms]")];
 const replays = new CobrowseReplays(cfg);
 
@@ -151,7 +152,12 @@ function setupPlayer() {
   show(0, true);
   replays
     .load()
-    .then(() => replays.show(now(), clock.playing, true))
+    .then(() => {
+      totalMs = Math.max(totalMs, replays.endMs());
+      $("audit-scrubber").max = String(totalMs);
+      replays.show(now(), clock.playing, true);
+      show(now());
+    })
     .catch((err) => console.warn("co-browse replay:", err));
 }
 

@@ -50,7 +50,13 @@ export class CobrowseReplays {
     }
   }
 
-  /** Put every replay where the clock (`t` ms) says. */
+  /** Where the last stream ends on the clock (ms; 0 without streams). */
+  endMs() {
+    return Math.max(0, ...this.items.filter((i) => i.replayer).map((i) => i.offset + i.length));
+  }
+
+  /** Put every replay where the clock (`t` ms) says; outside its span it shows its first
+   * (before) or last (after) state, dimmed. */
   show(t, playing, hard) {
     for (const item of this.items) {
       if (!item.replayer) continue;
@@ -59,18 +65,20 @@ export class CobrowseReplays {
       item.fig.classList.toggle("is-idle", !inside);
       if (item.idle) item.idle.hidden = inside;
       item.fig.dataset.localMs = String(Math.round(local));
-      if (!inside) {
-        if (item.playing) item.replayer.pause();
+      if (!inside || !playing) {
+        // Past the end: one ms beyond the last event, or rrweb leaves that event out.
+        const at = local > item.length ? item.length + 1 : Math.max(local, 0);
+        if (item.playing || hard) item.replayer.pause(at);
         item.playing = false;
         continue;
       }
-      const drifted = Math.abs(item.replayer.getCurrentTime() - local) > DRIFT_MS;
-      if (playing && (!item.playing || hard || drifted)) {
+      // Where the replay is by its own start (the replayer's clock runs with ours).
+      const expected = item.playing ? item.from + (performance.now() - item.since) : null;
+      if (hard || expected === null || Math.abs(expected - local) > DRIFT_MS) {
         item.replayer.play(local);
         item.playing = true;
-      } else if (!playing && (item.playing || hard)) {
-        item.replayer.pause(local);
-        item.playing = false;
+        item.from = local;
+        item.since = performance.now();
       }
     }
   }
