@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cases.artifacts import streams
 from cases.errors import CaseNotFound
 from store.audit import add_event, chain_head
 from store.blobs import CHUNK_SIZE, BlobStore
@@ -396,17 +397,7 @@ async def _copy_blob(sink: _ZipSink, blobs: BlobStore, key: str, name: str) -> N
 
 def _streams(snap: _Snapshot) -> tuple[list[str], list[str]]:
     """The case's co-browse streams (``cobrowse.stored`` events): (kept, deleted by retention)."""
-    stored: list[str] = []
-    gone: set[str] = set()
-    for line in snap.event_lines:
-        detail = json.loads(str(line["detail"]))
-        if not isinstance(detail, dict):
-            continue
-        if line["action"] == "cobrowse.stored" and "sha256" in detail:
-            stored.append(str(detail["sha256"]))
-        elif line["action"] == "retention.deleted":
-            listed = detail.get("cobrowse", [])
-            gone.update(str(i.get("sha256")) for i in listed if isinstance(i, dict))
+    stored, gone = streams((str(e["action"]), str(e["detail"])) for e in snap.event_lines)
     return [k for k in stored if k not in gone], [k for k in stored if k in gone]
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from cases.artifacts import COBROWSE_STORED
 from cases.cobrowse import (
     MAX_STREAM_BYTES,
     CobrowseState,
@@ -50,12 +51,7 @@ from store.db import Database
 
 log = logging.getLogger(__name__)
 
-STARTED, STOPPED, DROPPED, STORED = (
-    "cobrowse.started",
-    "cobrowse.stopped",
-    "cobrowse.dropped",
-    "cobrowse.stored",
-)
+STARTED, STOPPED, DROPPED = "cobrowse.started", "cobrowse.stopped", "cobrowse.dropped"
 LOGGED_DROPS = 20  # per session: each of the first drops is logged, then only the summary
 Actor = Literal["customer", "staff", "system"]
 
@@ -318,7 +314,7 @@ class CobrowseDesk:
                 "started_at": stream.started_at.isoformat(),
                 "truncated": stream.full,
             }
-            await self.records.event(t.case_db_id, STORED, "system", None, detail)
+            await self.records.event(t.case_db_id, COBROWSE_STORED, "system", None, detail)
         stopped = {"reason": reason, "relayed": session.relayed}
         await self.records.event(t.case_db_id, STOPPED, actor, actor_id, stopped)
 

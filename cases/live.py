@@ -21,11 +21,12 @@ from av import VideoFrame
 
 from cases.cobrowse_desk import CobrowseDesk, CobrowseTarget
 from cases.errors import CaseError, InvalidTransition
-from cases.recordings import RecordedFile, RecordingSink
+from cases.recordings import RecordingSink
 from cases.states import CallState, CaseState, check_call_move
 from cases.store import CaseRef, CaseStore
 from cases.verify import VerifyDesk, VerifyRefused, VerifyTarget
 from media.errors import BadOffer, CallClosed, MediaError
+from media.recorder import RecordedFile
 from signaling.grace import GraceTimers
 from signaling.hub import Hub
 from signaling.messages import (

@@ -15,15 +15,14 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from cases.artifacts import COBROWSE_STORED, RECORDING_STORED, TOMBSTONE, listed
 from cases.review import open_review
 from cases.states import CaseState
-from media.recorder import discard
+from media.recorder import RecordedFile, discard
 from store.audit import add_event
 from store.blobs import BlobStore
 from store.chain import ChainEvent
@@ -33,41 +32,9 @@ from store.models import AuditEvent, Case, Recording
 
 log = logging.getLogger(__name__)
 
-STORED = "recording.stored"
-COBROWSE_STORED = "cobrowse.stored"  # cases.cobrowse_desk writes it
-TOMBSTONE = "retention.deleted"
 # Events that name a stored blob, and the list of the tombstone that may excuse its absence.
-CHECKED = {STORED: "recordings", COBROWSE_STORED: "cobrowse"}
+CHECKED = {RECORDING_STORED: "recordings", COBROWSE_STORED: "cobrowse"}
 CONTENT_TYPE = "video/webm"
-
-
-class RecordedFile(Protocol):
-    """What ``media.recorder.RecordedFile`` gives for one party's finished file."""
-
-    @property
-    def call_id(self) -> str: ...
-    @property
-    def side(self) -> str: ...
-    @property
-    def path(self) -> Path: ...
-    @property
-    def sha256(self) -> str: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def duration_ms(self) -> int: ...
-    @property
-    def offset_ms(self) -> int: ...
-    @property
-    def started_at(self) -> datetime: ...
-    @property
-    def video_frames(self) -> int: ...
-    @property
-    def audio_frames(self) -> int: ...
-    @property
-    def dropped_frames(self) -> int: ...
-    @property
-    def recovered(self) -> bool: ...
 
 
 class RecordingSink:
@@ -136,7 +103,7 @@ class RecordingSink:
                 await open_review(s, case)
             await add_event(
                 s,
-                action=STORED,
+                action=RECORDING_STORED,
                 outcome="ok",
                 actor_kind="system",
                 case_id=case.id,
@@ -172,9 +139,9 @@ class RecordingCheck:
             key = str(detail["sha256"])
         except (ValueError, KeyError, TypeError):
             return f"{event.action} event without a readable sha256"
-        what = (
-            f"{detail.get('side', '?')} recording" if event.action == STORED else "co-browse stream"
-        )
+        what = "co-browse stream"
+        if event.action == RECORDING_STORED:
+            what = f"{detail.get('side', '?')} recording"
         where = f"{what} of case #{event.case_id} (sha256 {key[:12]}…)"
         if await self._tombstoned(event.case_id, key, listed_under):
             return None
@@ -195,9 +162,4 @@ class RecordingCheck:
                     AuditEvent.case_id == case_id, AuditEvent.action == TOMBSTONE
                 )
             )
-            for raw in rows.all():
-                detail = json.loads(raw)
-                listed = detail.get(listed_under, []) if isinstance(detail, dict) else []
-                if any(isinstance(r, dict) and r.get("sha256") == key for r in listed):
-                    return True
-        return False
+            return any(key in listed(raw, listed_under) for raw in rows.all())

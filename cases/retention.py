@@ -16,7 +16,6 @@ crop) is never deleted. Reference photos belong to the customer, not the case: n
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cases.artifacts import COBROWSE_STORED, TOMBSTONE, listed, streams
 from store.audit import add_event
 from store.blobs import BlobStore
 from store.chain import format_at
@@ -40,8 +40,6 @@ from store.models import (
 
 log = logging.getLogger(__name__)
 
-ACTION = "retention.deleted"
-COBROWSE_STORED = "cobrowse.stored"  # cases.cobrowse_desk writes it
 _IN_BATCH = 500  # keys per IN (...) query
 
 
@@ -93,31 +91,18 @@ class _Expired:
         return not self.recordings and not self.attempts and not self.streams
 
 
-def _listed(detail_json: str, under: str) -> list[str]:
-    """The sha256 keys a tombstone lists under ``under`` ("recordings", "cobrowse")."""
-    detail = json.loads(detail_json)
-    items = detail.get(under, []) if isinstance(detail, dict) else []
-    return [str(i["sha256"]) for i in items if isinstance(i, dict) and "sha256" in i]
-
-
 async def _streams(s: AsyncSession, case_id: int) -> list[tuple[str, int]]:
     """Co-browse streams of the case (``cobrowse.stored`` events) not yet tombstoned."""
     rows = await s.execute(
         select(AuditEvent.action, AuditEvent.detail).where(
             AuditEvent.case_id == case_id,
-            AuditEvent.action.in_((COBROWSE_STORED, ACTION)),
+            AuditEvent.action.in_((COBROWSE_STORED, TOMBSTONE)),
         )
     )
-    stored: dict[str, int] = {}
-    gone: set[str] = set()
-    for action, detail in rows:
-        if action == ACTION:
-            gone.update(_listed(detail, "cobrowse"))
-            continue
-        parsed = json.loads(detail)
-        if isinstance(parsed, dict) and "sha256" in parsed:
-            stored[str(parsed["sha256"])] = int(parsed.get("bytes", 0))
-    return sorted((key, size) for key, size in stored.items() if key not in gone)
+    stored, gone = streams((action, detail) for action, detail in rows)
+    return sorted(
+        (key, int(str(detail.get("bytes", 0)))) for key, detail in stored.items() if key not in gone
+    )
 
 
 def _evidence_keys(attempts: Iterable[VerificationAttempt]) -> list[str]:
@@ -176,7 +161,7 @@ async def _tombstone(s: AsyncSession, held: _Expired, keep_days: int) -> None:
     await s.flush()
     await add_event(
         s,
-        action=ACTION,
+        action=TOMBSTONE,
         outcome="ok",
         actor_kind="system",
         case_id=held.case_id,
@@ -201,9 +186,9 @@ async def _marked_keys(s: AsyncSession) -> set[str]:
         ).where(VerificationAttempt.evidence_deleted_at.is_not(None))
     )
     keys.update(k for row in rows for k in row if k)
-    tombstones = await s.scalars(select(AuditEvent.detail).where(AuditEvent.action == ACTION))
+    tombstones = await s.scalars(select(AuditEvent.detail).where(AuditEvent.action == TOMBSTONE))
     for detail in tombstones:
-        keys.update(_listed(detail, "cobrowse"))
+        keys.update(listed(detail, "cobrowse"))
     return keys
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from cases.artifacts import COBROWSE_STORED, TOMBSTONE, streams
 from cases.errors import CaseError, CaseNotFound, InvalidTransition
 from cases.services import SERVICES
 from cases.states import CaseState
@@ -81,8 +82,6 @@ OUTCOMES: tuple[str, ...] = ("passed", "failed", "referred", "aborted", "none")
 PAGE_SIZE = 50
 MAX_COMMENT = 2000
 REVIEWED_CASE_STATES = (CaseState.CLOSED.value,)
-COBROWSE_STORED = "cobrowse.stored"  # cases.cobrowse_desk writes it
-TOMBSTONE = "retention.deleted"
 
 
 class ReviewRefused(CaseError):
@@ -551,7 +550,9 @@ class ReviewDesk:
         async with self._db.session() as s, s.begin():
             case, customer = await _closed_case(s, public_id)
             review = await _review_of(s, case)
-            names = {r[0]: r[1] for r in await s.execute(select(Staff.id, Staff.display_name))}
+            staff = (await s.execute(select(Staff.id, Staff.display_name, Staff.role))).all()
+            names = {r.id: r.display_name for r in staff}
+            staff_roles = {r.id: r.role for r in staff}
             recordings = (
                 await s.scalars(
                     select(Recording).where(Recording.case_id == case.id).order_by(Recording.side)
@@ -584,7 +585,6 @@ class ReviewDesk:
                     select(AuditEvent).where(AuditEvent.case_id == case.id).order_by(AuditEvent.seq)
                 )
             ).all()
-            staff_roles = {r[0]: r[1] for r in await s.execute(select(Staff.id, Staff.role))}
             blocked = _blocked(review, verdicts, auditor_id)
             summary = _summary(
                 case,
@@ -768,26 +768,12 @@ class ReviewDesk:
         return new
 
 
-def _tombstoned_streams(events: Sequence[AuditEvent]) -> set[str]:
-    gone: set[str] = set()
-    for event in events:
-        if event.action == TOMBSTONE:
-            detail = json.loads(event.detail)
-            listed = detail.get("cobrowse", []) if isinstance(detail, dict) else []
-            gone.update(str(i.get("sha256")) for i in listed if isinstance(i, dict))
-    return gone
-
-
 def _cobrowse_views(
     public_id: str, events: Sequence[AuditEvent], zero: datetime | None
 ) -> list[CobrowseView]:
-    gone = _tombstoned_streams(events)
+    stored, gone = streams((e.action, e.detail) for e in events)
     views = []
-    for event in events:
-        if event.action != COBROWSE_STORED:
-            continue
-        detail = json.loads(event.detail)
-        key = str(detail.get("sha256", ""))
+    for key, detail in stored.items():
         try:
             started: datetime | None = _aware(datetime.fromisoformat(str(detail["started_at"])))
         except (KeyError, ValueError):
@@ -795,8 +781,8 @@ def _cobrowse_views(
         views.append(
             CobrowseView(
                 sha256=key,
-                events=int(detail.get("events", 0)),
-                size=int(detail.get("bytes", 0)),
+                events=int(str(detail.get("events", 0))),
+                size=int(str(detail.get("bytes", 0))),
                 started_at=started,
                 t_ms=None if started is None else _t_ms(started, zero),
                 url=f"/audit/cases/{public_id}/cobrowse/{key}",

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select, update
@@ -16,29 +15,12 @@ from cases.recordings import RecordingCheck, RecordingSink
 from cases.review import ReviewDesk
 from cases.states import CaseState
 from cases.store import CaseStore
+from media.recorder import RecordedFile
 from store.audit import add_event
 from store.blobs import LocalBlobStore
 from store.checkpoints import verify_log
 from store.models import AuditEvent, Case, Recording
 from tests.banking.world import World, now
-
-
-@dataclass(frozen=True, slots=True)
-class File:
-    """A finished file as ``media.recorder`` hands it over."""
-
-    call_id: str
-    side: str
-    path: Path
-    sha256: str
-    size: int
-    duration_ms: int = 61_000
-    offset_ms: int = 250
-    started_at: datetime = field(default_factory=now)
-    video_frames: int = 1830
-    audio_frames: int = 3050
-    dropped_frames: int = 0
-    recovered: bool = False
 
 
 async def _public_id(world: World) -> str:
@@ -48,12 +30,23 @@ async def _public_id(world: World) -> str:
     return public_id
 
 
-def _spool(tmp_path: Path, side: str, payload: bytes, **fields: object) -> File:
+def _spool(tmp_path: Path, side: str, payload: bytes, **fields: object) -> RecordedFile:
     path = tmp_path / "spool" / f"{side}.webm"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(payload)
     digest = hashlib.sha256(payload).hexdigest()
-    return File(fields.pop("call_id", ""), side, path, digest, len(payload), **fields)  # type: ignore[arg-type]
+    values: dict[str, Any] = {
+        "duration_ms": 61_000,
+        "offset_ms": 250,
+        "started_at": now(),
+        "video_frames": 1830,
+        "audio_frames": 3050,
+        "dropped_frames": 0,
+        "recovered": False,
+        **fields,
+    }
+    call_id = str(values.pop("call_id"))
+    return RecordedFile(call_id, side, path, digest, len(payload), **values)
 
 
 async def _events(world: World, action: str) -> list[AuditEvent]:
