@@ -20,10 +20,11 @@ setup: deps apt-deps
 
 deps: $(VENV)/.installed npm-deps
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-mediapipe.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip wheel "setuptools<81"
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -r requirements-mediapipe.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 

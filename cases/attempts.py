@@ -9,11 +9,18 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
+from cases.errors import InvalidTransition
 from store.audit import add_event
 from store.db import Database
 from store.models import VerificationAttempt, VerificationLock
 
-FAILED_STATES = ("failed",)
+# What counts towards the customer's lock (5 in 24 hours): a failed attempt, and one that was
+# started and not completed (hang-up, page closed, the advisor stopped it, the server crashed
+# while it ran). An "undecided" attempt (the server fell behind) counts for nothing.
+FAILED_STATES = ("failed", "aborted")
+NOT_COUNTED = ("undecided",)
+# No attempt runs this long (baseline, three challenges, the decision, the server's stalls).
+STALE_RUNNING = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +40,7 @@ class AttemptRecord:
 class Finished:
     """What an attempt ended with."""
 
-    state: str  # passed | failed | referred | aborted
+    state: str  # passed | failed | referred | aborted | undecided
     reasons: tuple[str, ...] = ()
     scores: dict[str, float] = field(default_factory=dict)
     policy_version: str | None = None
@@ -98,6 +105,8 @@ class AttemptStore:
             )
             if row is None:
                 raise LookupError(f"no attempt {public_id!r}")
+            if row.state != "running":  # an attempt's outcome is written once, never rewritten
+                raise InvalidTransition("verification attempt", row.state, done.state)
             row.state = done.state
             row.reasons = json.dumps(list(done.reasons))
             row.scores = json.dumps(done.scores)
@@ -128,14 +137,50 @@ class AttemptStore:
         return None if row is None else _record(row)
 
     async def count_for_case(self, case_id: int) -> int:
-        """Attempts made in a case (every state counts)."""
+        """Attempts made in a case (every state but "undecided" counts)."""
         async with self._db.session() as s:
             n = await s.scalar(
                 select(func.count())
                 .select_from(VerificationAttempt)
-                .where(VerificationAttempt.case_id == case_id)
+                .where(
+                    VerificationAttempt.case_id == case_id,
+                    VerificationAttempt.state.not_in(NOT_COUNTED),
+                )
             )
         return int(n or 0)
+
+    async def abandon_running(
+        self, customer_id: int | None = None, older_than: timedelta = STALE_RUNNING
+    ) -> int:
+        """Attempts still "running" long after any attempt ends (``older_than``): their process
+        stopped without finishing them (a crash). Stored as aborted, so they count like a
+        hang-up. Only old ones: another node may be running a fresh one. Returns how many."""
+        since = datetime.now(UTC) - older_than
+        query = select(VerificationAttempt).where(
+            VerificationAttempt.state == "running", VerificationAttempt.started_at < since
+        )
+        if customer_id is not None:
+            query = query.where(VerificationAttempt.customer_id == customer_id)
+        async with self._db.session() as s, s.begin():
+            rows = list(await s.scalars(query))
+            for row in rows:
+                row.state = "aborted"
+                row.reasons = json.dumps(["attempt.interrupted"])
+                row.ended_at = datetime.now(UTC)
+                await add_event(
+                    s,
+                    action="verification.finished",
+                    outcome="failed",
+                    actor_kind="system",
+                    case_id=row.case_id,
+                    detail={
+                        "attempt": row.public_id,
+                        "state": "aborted",
+                        "reasons": ["attempt.interrupted"],
+                        "policy_version": None,
+                    },
+                )
+        return len(rows)
 
     async def failures_since(self, customer_id: int, hours: int) -> int:
         """Failed attempts of a customer in the last ``hours``."""

@@ -118,7 +118,9 @@ class GrantDesk:
         return "granted"
 
     async def decline(self, case: CaseRef, attempt_id: str, staff_id: int, reason: str) -> None:
-        """The advisor does not accept the attempt (e.g. the person is not the customer)."""
+        """The advisor does not accept the attempt: a pass (e.g. the person is not the customer)
+        or one that failed, was referred or was stopped (the service ends there, with the
+        reason on record). Only the case's latest attempt, once it has ended."""
         self._check_advisor(case, staff_id)
         reason = reason.strip()
         if not 1 <= len(reason) <= MAX_REASON:
@@ -128,6 +130,10 @@ class GrantDesk:
             attempt = await self._attempt_of(s, case, attempt_id)
             if attempt.review is not None:
                 raise GrantError("already_reviewed", f"this attempt was {attempt.review} already")
+            if attempt.state == "running":
+                raise GrantError("not_finished", "the attempt is still running: wait for it")
+            if await _newer_attempt(s, case.id, attempt.id):
+                raise GrantError("not_latest", "a newer attempt exists: decide on that one")
             attempt.review, attempt.reviewed_by, attempt.reviewed_at = "declined", staff_id, now
             attempt.review_reason = reason
             await add_event(
@@ -347,6 +353,18 @@ class GrantDesk:
         s.add(grant)
         await s.flush()
         return grant
+
+
+async def _newer_attempt(s: AsyncSession, case_id: int, attempt_id: int) -> bool:
+    """Whether the case has an attempt started after ``attempt_id``."""
+    newer = (
+        await s.execute(
+            select(VerificationAttempt.id)
+            .where(VerificationAttempt.case_id == case_id, VerificationAttempt.id > attempt_id)
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    return newer is not None
 
 
 async def _live(s: AsyncSession, case_id: int, now: datetime) -> Grant | None:

@@ -473,7 +473,8 @@ class LiveDesk:
 
     def send_verify(self, case_id: str, msg: ServerMessage) -> None:
         """Deliver a verification message to both sides of a call (the customer's copy of a
-        result carries no scores, reasons or images)."""
+        result carries no scores, thresholds, reasons or images: only the outcome, the
+        attempts left and the advice)."""
         call = self._calls.get(case_id)
         if call is None:
             return
@@ -482,7 +483,14 @@ class LiveDesk:
             if self.on_case_change is not None:
                 self.on_case_change(case_id)
             msg = msg.model_copy(
-                update={"scores": {}, "reasons": [], "best_frame_url": None, "reference_url": None}
+                update={
+                    "scores": {},
+                    "reasons": [],
+                    "details": [],
+                    "thresholds": {},
+                    "best_frame_url": None,
+                    "reference_url": None,
+                }
             )
         self.hub.send(customer_key(case_id), msg)
 

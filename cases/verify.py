@@ -1,46 +1,62 @@
-"""Identity verification in a call: the live attempt, its decision, evidence and limits.
+"""Identity verification in a call: starting attempts, their limits, evidence and results.
 
-The advisor starts an attempt; the server draws the challenges, taps the customer's incoming
-video (latest frame only, ``sample_fps``), has the engine analyse each frame in its worker
-processes, drives the attempt state machine, pushes progress to both sides, and at the end
-embeds the best frames, runs the passive checks and decides with the policy. Evidence goes to
-the blob store; the row records the outcome. Nothing here runs face inference on the loop.
+The advisor starts an attempt; the desk checks the limits (3 per case, a customer locked after 5
+failures in 24 hours), draws the plan, records the attempt and hands it to a
+:class:`~cases.verify_run.VerifyRun`, which owns it until its decision. The desk then stores the
+evidence and the outcome and tells both pages. Nothing here runs face inference on the loop.
+
+What counts: a failed attempt and an attempt started and not completed (hang-up, page closed,
+the advisor stopped it; the customer is told so when it starts) count towards both limits; an
+*undecided* one (the server fell behind, or it stopped) counts for nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
-
-from av import VideoFrame
+from dataclasses import dataclass
+from typing import Any
 
 from banking.core import CoreBanking
 from cases.attempts import AttemptStore, Finished
 from cases.errors import CaseError
-from media.tap import TappedFrame, tap_or_idle
-from signaling.messages import VerifyProgress, VerifyResult, VerifyStarted
+from cases.verify_result import (
+    advice,
+    bound_evidence,
+    details,
+    reason_codes,
+    thresholds,
+    wire_outcome,
+)
+from cases.verify_run import (
+    AttemptClock,
+    CustomerVideo,
+    Phase,
+    RunContext,
+    RunOutcome,
+    VerifyRun,
+)
+from signaling.messages import VerifyResult, VerifyStarted
 from store.blobs import BlobStore
-from verification.attempt import FINAL, Attempt, AttemptState, EventKind, FrameObservation
-from verification.challenges import Action, draw_challenges
+from verification.attempt import Attempt
+from verification.challenges import DEFAULT_VOCABULARY, Action, draw_challenges
 from verification.config import VerificationConfig
-from verification.decision import Decision
-from verification.engine import FrameAnalysis, Template, Tracker, encode_jpeg
+from verification.engine import Template, encode_jpeg
 from verification.errors import BadTemplate
 from verification.policy import Policy
 from verification.service import EngineService
-from verification.types import Face, Image, Vector
-from verification.verdict import BestFrames, FrameScores, judge
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[str, Any], None]  # (side, message) → both pages get their copy
+Send = Callable[[str, Any], None]  # (case public id, message) → both pages get their copy
+STOP_WAIT_SECONDS = 15.0  # a stopped run's decision and storing, at most
+SHUTDOWN = "attempt.server_shutdown"
+
+__all__ = ["CustomerVideo", "VerifyDesk", "VerifyRefused", "VerifyTarget"]
 
 
 class VerifyRefused(CaseError):
@@ -49,14 +65,6 @@ class VerifyRefused(CaseError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-class CustomerVideo(Protocol):
-    """Where the customer's frames come from (``media.CallMedia``)."""
-
-    def latest_customer_frame(self) -> VideoFrame | None:
-        """The latest decoded customer frame, or None."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,48 +80,24 @@ class VerifyTarget:
 
 
 @dataclass(slots=True)
-class _Running:
+class _Live:
     target: VerifyTarget
-    attempt_id: str
-    attempt: Attempt
+    run: VerifyRun
     template: Template
     task: asyncio.Task[None] | None = None
-    best: BestFrames = field(default_factory=BestFrames)
-    vectors: dict[int, Vector] = field(default_factory=dict)  # id(image) → embedding
-    embedding: asyncio.Task[None] | None = None
-    hashes: list[str] = field(default_factory=list)
-    guidance: str | None = None
-    camera_label: str | None = None
-    concluded: bool = False  # its outcome is stored and sent
-    decision_ms: float | None = None  # from the last frame's verdict to the decision
 
 
-def _frame_hash(image: Image) -> str:
-    return hashlib.sha256(image.tobytes()).hexdigest()[:32]
+async def _wait_or_cancel(task: asyncio.Task[None], seconds: float) -> None:
+    """Wait for ``task`` to finish; cancel it after ``seconds`` (a wedged engine)."""
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
-def _progress(run: _Running) -> VerifyProgress:
-    attempt = run.attempt
-    state = attempt.state
-    met = sum(1 for c in attempt.result().challenges if c.met_at is not None)
-    current = attempt.current
-    phase: Literal["baseline", "hold", "challenge", "analysing"] = (
-        "baseline"
-        if state in (AttemptState.CREATED, AttemptState.BASELINE)
-        else "hold"
-        if attempt.holding
-        else "challenge"
-        if state is AttemptState.CHALLENGE
-        else "analysing"
-    )
-    return VerifyProgress(
-        attempt_id=run.attempt_id,
-        phase=phase,
-        index=current[0] if current else met,
-        challenge=current[1].value if current else None,
-        met=met,
-        guidance=run.guidance,
-    )
+def _vocabulary(config: VerificationConfig) -> tuple[Action, ...]:
+    return tuple(Action(v) for v in config.vocabulary) or DEFAULT_VOCABULARY
 
 
 class VerifyDesk:
@@ -136,27 +120,26 @@ class VerifyDesk:
         self.policy = policy
         self.config = config
         self._send = send
-        self._running: dict[str, _Running] = {}
+        self._live: dict[str, _Live] = {}
         self._labels: dict[str, str] = {}
-        self._vocabulary = tuple(Action(v) for v in config.vocabulary) or tuple(Action)
+        self._vocabulary = _vocabulary(config)
 
     def note_camera(self, case_public_id: str, label: str) -> None:
         """Remember the browser's camera label for the passive checks (a weak hint)."""
         self._labels[case_public_id] = label
 
     def current_challenge(self, case_public_id: str) -> str | None:
-        """The challenge on the customer's screen now, if any."""
-        run = self._running.get(case_public_id)
-        current = None if run is None else run.attempt.current
-        return None if current is None else current[1].value
+        """The challenge on the customer's screen now, if any (from the published progress)."""
+        live = self._live.get(case_public_id)
+        return None if live is None else live.run.progress.challenge
 
     def reset_vocabulary(self) -> None:
         """Re-read the challenge vocabulary from ``config`` (after a settings change)."""
-        self._vocabulary = tuple(Action(v) for v in self.config.vocabulary) or tuple(Action)
+        self._vocabulary = _vocabulary(self.config)
 
     async def start(self, target: VerifyTarget) -> None:
         """Start an attempt, or raise :class:`VerifyRefused` naming why not."""
-        if target.case_public_id in self._running:
+        if target.case_public_id in self._live:
             raise VerifyRefused("bad_state", "an attempt is already running")
         template = await self._checked_start(target)
         plan = draw_challenges(
@@ -170,21 +153,36 @@ class VerifyDesk:
         attempt_id = await self.attempts.create(
             target.case_id, target.customer_id, target.advisor_id, plan.nonce, challenges
         )
-        run = _Running(target, attempt_id, Attempt(plan), template)
-        run.camera_label = self._labels.get(target.case_public_id)
-        self._running[target.case_public_id] = run
-        log.info("verification started", extra={"case_id": target.case_public_id})
+        context = RunContext(
+            self.engine,
+            self.policy,
+            self.config,
+            target.service,
+            template,
+            self._labels.get(target.case_public_id),
+            AttemptClock(max_stall=self.config.max_stall_seconds),
+        )
+        case = target.case_public_id
+        run = VerifyRun(
+            attempt_id, Attempt(plan), target.video, context, lambda p: self._send(case, p)
+        )
+        live = _Live(target, run, template)
+        self._live[case] = live
+        log.info("verification started", extra={"case_id": case})
+        # The plan stays on the server: the pages learn each challenge when it is shown.
         self._send(
-            target.case_public_id,
+            case,
             VerifyStarted(
                 attempt_id=attempt_id,
-                challenges=challenges,
+                total=len(challenges),
                 seconds_per_challenge=plan.challenges[0].time_limit,
             ),
         )
-        run.task = asyncio.create_task(self._run(run), name=f"verify:{attempt_id}")
+        live.task = asyncio.create_task(self._drive(live), name=f"verify:{attempt_id}")
 
     async def _checked_start(self, target: VerifyTarget) -> Template:
+        # An attempt a crashed node never finished counts before the limits are read.
+        await self.attempts.abandon_running(target.customer_id)
         if await self.attempts.is_locked(target.customer_id):
             raise VerifyRefused("locked", "verification is locked for this customer")
         if await self.attempts.count_for_case(target.case_id) >= self.config.max_attempts_per_case:
@@ -198,182 +196,120 @@ class VerifyDesk:
         except BadTemplate as err:
             raise VerifyRefused("no_reference", "the stored reference is unreadable") from err
 
-    async def cancel(self, case_public_id: str) -> None:
-        """Stop the attempt of a call (advisor's request, hang-up); stored as aborted."""
-        run = self._running.get(case_public_id)
-        if run is None or run.task is None:
+    async def cancel(self, case_public_id: str, reason: str = "attempt.aborted") -> None:
+        """Stop the attempt of a call (advisor's request, hang-up, page closed) and wait until
+        it is stored. An attempt already deciding keeps its decision."""
+        live = self._live.get(case_public_id)
+        if live is None or live.task is None:
             return
-        run.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await run.task
-        if not run.concluded:  # cancelled before it ever ran
-            self._running.pop(case_public_id, None)
-            await self._aborted(run)
+        if not live.run.request_stop(reason):
+            log.info("stop after the decision: the attempt keeps its outcome")
+        await _wait_or_cancel(live.task, STOP_WAIT_SECONDS)
 
     async def shutdown(self) -> None:
-        """Stop every attempt."""
-        for case_public_id in list(self._running):
-            await self.cancel(case_public_id)
+        """Stop every attempt; one stopped by the shutdown itself is undecided."""
+        await asyncio.gather(*(self.cancel(case, SHUTDOWN) for case in list(self._live)))
 
-    # ---- the attempt ---------------------------------------------------------------------
+    # ---- one attempt, from its run to its stored result -----------------------------------
 
-    async def _run(self, run: _Running) -> None:
-        loop = asyncio.get_running_loop()
+    async def _drive(self, live: _Live) -> None:
+        case = live.target.case_public_id
         try:
-            run.attempt.start(loop.time())
-            self._send(run.target.case_public_id, _progress(run))
-            await self._observe(run, loop)
-            observed = loop.time()
-            decision = await self._decide(run, loop)
-            run.decision_ms = round((loop.time() - observed) * 1000.0, 1)
-            await self._finish(run, decision, loop)
+            outcome = await live.run.run()
+            live.run.move(Phase.STORING)
+            # The outcome is decided: store it even if the call ends meanwhile.
+            await asyncio.shield(self._store(live, outcome))
+            live.run.move(Phase.DONE)
         except asyncio.CancelledError:
-            if run.attempt.state not in FINAL:
-                run.attempt.abort(loop.time())
-            await asyncio.shield(self._aborted(run))
+            await asyncio.shield(self._store_failure(live, "attempt.aborted"))
             raise
         except Exception:
-            log.exception("verification failed", extra={"case_id": run.target.case_public_id})
-            if run.attempt.state not in FINAL:
-                run.attempt.abort(loop.time(), "attempt.internal_error")
-            await self._aborted(run)
+            log.exception("verification failed", extra={"case_id": case})
+            await self._store_failure(live, "attempt.internal_error")
         finally:
-            self._running.pop(run.target.case_public_id, None)
-            if run.embedding is not None and not run.embedding.done():
-                run.embedding.cancel()
-                await asyncio.gather(run.embedding, return_exceptions=True)
+            self._live.pop(case, None)
 
-    async def _observe(self, run: _Running, loop: asyncio.AbstractEventLoop) -> None:
-        tracker = Tracker()
-        video = run.target.video
-        async for tapped in tap_or_idle(video.latest_customer_frame, self.config.sample_fps):
-            if tapped is None:
-                events = await asyncio.to_thread(run.attempt.tick, loop.time())
-            else:
-                analysis, tracker = await self.engine.analyse(tapped.rgb, tracker)
-                observation = await self._observation(run, tapped, analysis)
-                # Pose solving and the detectors are CPU work: off the loop, one frame at a time.
-                events = await asyncio.to_thread(run.attempt.observe, loop.time(), observation)
-                if any(e.kind is EventKind.CHALLENGE_SHOWN for e in events):
-                    self._embed_ahead(run)
-                keys = analysis.quality.message_keys if analysis.issues else ()
-                guidance = keys[0] if keys else run.attempt.baseline_guidance
-                if guidance != run.guidance:
-                    run.guidance = guidance
-                    events = [*events, None]  # type: ignore[list-item]
-            if run.attempt.state not in (AttemptState.BASELINE, AttemptState.CHALLENGE):
-                if run.attempt.state is AttemptState.ANALYSING:
-                    self._send(run.target.case_public_id, _progress(run))
-                # Timed out or failed: no "checking…" step, the result follows at once.
-                return
-            if events:
-                self._send(run.target.case_public_id, _progress(run))
+    async def _store_failure(self, live: _Live, reason: str) -> None:
+        """The run broke before a decision: stored as aborted, or undecided when it was the
+        server's own fault (an internal error is never the customer's)."""
+        state = "undecided" if reason == "attempt.internal_error" else "aborted"
+        try:
+            await self.attempts.finish(live.run.attempt_id, Finished(state, (reason,)))
+        except CaseError:
+            return  # already stored
+        await self._tell(live, state, (reason,), None, None)
 
-    async def _observation(
-        self, run: _Running, tapped: TappedFrame, analysis: FrameAnalysis
-    ) -> FrameObservation:
-        image = tapped.rgb
-        digest = await asyncio.to_thread(_frame_hash, image)
-        run.hashes.append(digest)
-        face = analysis.face
-        run.best.offer(analysis, image)
-        return FrameObservation(
-            width=int(image.shape[1]),
-            height=int(image.shape[0]),
-            landmarks68=None if face is None else face.landmarks68,
-            box=None if face is None else face.box,
-            frame_hash=digest,
+    async def _store(self, live: _Live, outcome: RunOutcome) -> None:
+        run, target = live.run, live.target
+        if outcome.reason == SHUTDOWN and outcome.state == "aborted":
+            outcome = RunOutcome("undecided", SHUTDOWN, outcome.result)
+        best_key = await self._best_frame(run, outcome)
+        evidence_key = await self.blobs.put(self._evidence(live, outcome, best_key))
+        decision = outcome.decision
+        codes = reason_codes(outcome)
+        scores = (
+            {}
+            if decision is None or decision.match_score is None
+            else {"match": round(decision.match_score, 4)}
         )
-
-    def _embed_ahead(self, run: _Running) -> None:
-        """Embed the best frame not embedded yet, in the background, while the customer does
-        the next challenge: the decision then only compares (it must come within 500 ms)."""
-        if run.embedding is not None and not run.embedding.done():
-            return
-        pending = [(i, f) for i, f in run.best.frames if id(i) not in run.vectors]
-        if pending:
-            run.embedding = asyncio.create_task(self._embed_one(run, *pending[0]))
-
-    async def _embed_one(self, run: _Running, image: Image, face: Face) -> None:
-        (vector,) = await self.engine.embed([(image, face)])
-        run.vectors[id(image)] = vector
-
-    async def _scores(self, run: _Running) -> FrameScores | None:
-        result_state = run.attempt.state
-        best = run.best.frames
-        if not best:
-            return None
-        if run.embedding is not None:
-            await run.embedding
-        pads: tuple[float, ...] = ()
-        if self.engine.has_pad:
-            pads = tuple(s for s in await self.engine.live_scores(best) if s is not None)
-        if result_state is not AttemptState.ANALYSING:
-            return FrameScores(run.template.model_key, pad=pads) if pads else None
-        missing = [(i, f) for i, f in best if id(i) not in run.vectors]
-        if missing:
-            for (image, _), vector in zip(missing, await self.engine.embed(missing), strict=True):
-                run.vectors[id(image)] = vector
-        vectors = [run.vectors[id(i)] for i, _ in best]
-        scores = await self.engine.frame_scores(run.template, vectors)
-        return FrameScores(scores.model_key, scores.similarities, scores.identity, pads)
-
-    async def _decide(self, run: _Running, loop: asyncio.AbstractEventLoop) -> Decision:
-        scores = await self._scores(run)
-        # The passive checks fit homographies over every sample: CPU work, off the loop.
-        return await asyncio.to_thread(
-            judge, run.target.service, run.attempt.result(), scores, self.policy, run.camera_label
-        )
-
-    async def _finish(
-        self, run: _Running, decision: Decision, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        if run.attempt.state is AttemptState.ANALYSING:
-            run.attempt.conclude(loop.time(), decision.outcome.state, ",".join(decision.codes))
-        best_key = None
-        if run.best.frames:
-            image = run.best.frames[0][0]
-            best_key = await self.blobs.put(await asyncio.to_thread(encode_jpeg, image))
-        scores = {} if decision.match_score is None else {"match": round(decision.match_score, 4)}
-        evidence = self._evidence(run, decision, scores, best_key)
-        evidence_key = await self.blobs.put(evidence)
-        state = {"pass": "passed", "fail": "failed", "refer": "referred"}[decision.outcome.value]
+        policy_version = None if decision is None else decision.policy_version
         await self.attempts.finish(
             run.attempt_id,
-            Finished(
-                state, decision.codes, scores, decision.policy_version, evidence_key, best_key
-            ),
+            Finished(outcome.state, codes, scores, policy_version, evidence_key, best_key),
         )
-        left = await self._attempts_left(run)
-        if state == "failed":
-            await self._maybe_lock(run)
         log.info(
             "verification %s",
-            decision.outcome.value,
-            extra={"case_id": run.target.case_public_id, "reasons": decision.codes},
+            outcome.state,
+            extra={"case_id": target.case_public_id, "reasons": codes},
         )
+        await self._tell(live, outcome.state, codes, outcome, best_key)
+
+    async def _tell(
+        self,
+        live: _Live,
+        state: str,
+        codes: tuple[str, ...],
+        outcome: RunOutcome | None,
+        best_key: str | None,
+    ) -> None:
+        run, target = live.run, live.target
+        locked = await self._maybe_lock(target) if state in ("failed", "aborted") else False
+        decision = None if outcome is None else outcome.decision
+        url = f"/staff/verification/{run.attempt_id}"
         self._send(
-            run.target.case_public_id,
+            target.case_public_id,
             VerifyResult(
                 attempt_id=run.attempt_id,
-                outcome=decision.outcome.value,
-                reasons=list(decision.codes),
-                scores=scores,
-                best_frame_url=f"/staff/verification/{run.attempt_id}/best.jpg"
-                if best_key
-                else None,
-                reference_url=f"/staff/verification/{run.attempt_id}/reference.jpg",
-                attempts_left=left,
+                outcome=wire_outcome(state),
+                reasons=list(codes),
+                details=details(decision, codes),
+                scores={}
+                if decision is None or decision.match_score is None
+                else {"match": round(decision.match_score, 4)},
+                thresholds=thresholds(decision),
+                best_frame_url=f"{url}/best.jpg" if best_key else None,
+                reference_url=f"{url}/reference.jpg",
+                attempts_left=await self._attempts_left(target),
+                counted=state != "undecided",
+                locked=locked,
+                advice=advice(state, decision),
             ),
         )
 
-    def _evidence(
-        self, run: _Running, decision: Decision, scores: dict[str, float], best_key: str | None
-    ) -> bytes:
-        result = run.attempt.result()
+    async def _best_frame(self, run: VerifyRun, outcome: RunOutcome) -> str | None:
+        best = None if outcome.scores is None else outcome.scores.best
+        if best is None or best.frame not in run.images:
+            return None
+        image = run.images[best.frame][0]
+        return await self.blobs.put(await asyncio.to_thread(encode_jpeg, image))
+
+    def _evidence(self, live: _Live, outcome: RunOutcome, best_key: str | None) -> bytes:
+        run, result = live.run, outcome.result
+        decision = outcome.decision
+        start = result.started_at or 0.0
         timeline = [
             {
-                "t": round(e.t - (result.started_at or e.t), 3),
+                "t": round(e.t - start, 3),
                 "event": e.kind.value,
                 "challenge": e.action.value if e.action else None,
                 "detail": e.detail,
@@ -383,54 +319,49 @@ class VerifyDesk:
         doc = {
             "attempt_id": run.attempt_id,
             "nonce": run.attempt.plan.nonce,
-            "service": run.target.service,
+            "service": live.target.service,
             "challenges": [
                 {"action": c.action.value, "pause_s": round(c.pause, 3), "limit_s": c.time_limit}
                 for c in run.attempt.plan.challenges
             ],
             "timeline": timeline,
-            "outcome": decision.outcome.value,
+            "outcome": outcome.state,
             "reasons": [
-                {"code": r.code, "severity": r.severity.value, **r.detail} for r in decision.reasons
-            ],
-            "scores": scores,
-            "policy_version": decision.policy_version,
+                {"code": r.code, "severity": r.severity.value, **r.detail}
+                for r in (decision.reasons if decision else ())
+            ]
+            or [{"code": c, "severity": "fail"} for c in reason_codes(outcome)],
+            "scores": {}
+            if decision is None or decision.match_score is None
+            else {"match": round(decision.match_score, 4)},
+            "thresholds": thresholds(decision),
+            "bound_frames": bound_evidence(outcome),
+            "policy_version": None if decision is None else decision.policy_version,
             "models": self.engine.models,
-            "reference_model": run.template.model_key,
+            "reference_model": live.template.model_key,
             "best_frame_blob": best_key,
             "frame_hashes": run.hashes,
-            "camera_label": run.camera_label,
-            "decision_ms": run.decision_ms,
+            "camera_label": self._labels.get(live.target.case_public_id),
+            "decision_ms": outcome.decision_ms,
+            "server_stall_s": round(run.stalled, 3),
             "recorded_at": time.time(),
         }
         return json.dumps(doc, sort_keys=True).encode()
 
-    async def _attempts_left(self, run: _Running) -> int:
-        used = await self.attempts.count_for_case(run.target.case_id)
+    async def _attempts_left(self, target: VerifyTarget) -> int:
+        used = await self.attempts.count_for_case(target.case_id)
         return max(0, self.config.max_attempts_per_case - used)
 
-    async def _maybe_lock(self, run: _Running) -> None:
-        customer = run.target.customer_id
+    async def _maybe_lock(self, target: VerifyTarget) -> bool:
+        """Lock the customer after too many failures; True when this result locked them."""
+        customer = target.customer_id
         failures = await self.attempts.failures_since(customer, self.config.lock_window_hours)
-        if failures >= self.config.lock_after_failures and await self.attempts.lock(
-            customer, "too_many_failures"
-        ):
-            # The alert: supervisors' console comes later; the log line is the alert for now.
-            log.warning(
-                "verification locked after %d failures", failures, extra={"customer_id": customer}
-            )
-
-    async def _aborted(self, run: _Running) -> None:
-        if run.concluded:
-            return
-        run.concluded = True
-        await self.attempts.finish(run.attempt_id, Finished("aborted", ("attempt.aborted",)))
-        self._send(
-            run.target.case_public_id,
-            VerifyResult(
-                attempt_id=run.attempt_id,
-                outcome="aborted",
-                reasons=["attempt.aborted"],
-                attempts_left=await self._attempts_left(run),
-            ),
+        if failures < self.config.lock_after_failures:
+            return False
+        if not await self.attempts.lock(customer, "too_many_failures"):
+            return False
+        # The alert: the log line is the supervisors' alert for now.
+        log.warning(
+            "verification locked after %d failures", failures, extra={"customer_id": customer}
         )
+        return True

@@ -34,7 +34,7 @@ def _to_rgb(frame: VideoFrame, max_width: int) -> npt.NDArray[np.uint8]:
 
 async def tap_or_idle(
     latest: Callable[[], VideoFrame | None],
-    rate: float,
+    rate: float | Callable[[], float],
     *,
     max_width: int = 640,
     clock: Callable[[], float] = time.monotonic,
@@ -42,12 +42,14 @@ async def tap_or_idle(
     """Yield each new frame from ``latest()`` at most ``rate`` times a second, or None for a
     period without a new frame (a consumer with timeouts notices that video stopped).
 
-    A frame already yielded (the same object) is skipped; the consumer's own processing time
-    counts against the period, so a slow consumer lowers the rate instead of building a backlog.
+    ``rate`` may be a function, read before every frame: the consumer can ask for the camera's
+    full rate for a while (verification does during a blink). A frame already yielded (the same
+    object) is skipped; the consumer's own processing time counts against the period, so a
+    slow consumer lowers the rate instead of building a backlog.
     """
-    period = 1.0 / rate
     last: VideoFrame | None = None
     while True:
+        period = 1.0 / (rate() if callable(rate) else rate)
         started = clock()
         frame = latest()
         if frame is not None and frame is not last:

@@ -381,16 +381,21 @@ class Pong(_Msg):
 
 
 class VerifyStarted(_Msg):
-    """Both sides: an attempt began; ``challenges`` are codes (``blink``, ``turn_left`` …)."""
+    """Both sides: an attempt began with ``total`` challenges. The plan itself is never sent:
+    each challenge is revealed by the ``verify.progress`` that shows it (a replayed recording,
+    or a helper watching a page, cannot know what comes next)."""
 
     type: Literal["verify.started"] = "verify.started"
     attempt_id: str
-    challenges: list[str]
+    total: int
     seconds_per_challenge: float
 
 
 class VerifyProgress(_Msg):
-    """Both sides: where the attempt stands; ``guidance`` is a message key or None."""
+    """Both sides: where the attempt stands; ``guidance`` is a message key or None.
+
+    ``challenge`` names the action only while its instruction is on screen (``phase`` is
+    ``challenge``); in ``hold`` (the "hold still" pause before it) it is None."""
 
     type: Literal["verify.progress"] = "verify.progress"
     attempt_id: str
@@ -398,21 +403,45 @@ class VerifyProgress(_Msg):
     index: int = 0  # the challenge being asked (0-based)
     challenge: str | None = None
     met: int = 0  # how many challenges are done
+    total: int = 0  # challenges in the attempt
     guidance: str | None = None
     seconds_left: float = 0.0
 
 
+class ReasonInfo(BaseModel):
+    """One reason of a decision for the advisor: its code (the pages turn it into a sentence,
+    ``verify.reason.<code>``), how much it weighed, and the figures it rests on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    code: str
+    severity: Literal["fail", "refer", "note"]
+    score: float | None = None  # e.g. the match score, for match.* reasons
+    threshold: float | None = None  # the threshold that score was held against
+
+
 class VerifyResult(_Msg):
-    """The outcome; the customer's copy carries no scores and no images."""
+    """The outcome of an attempt.
+
+    ``outcome`` ``undecided``: the server could not decide (it fell behind); it does not
+    count towards any limit (``counted`` False) and the customer may simply try again.
+    ``aborted``: stopped before its decision (hang-up, page closed, advisor); it counts as a
+    failure. The customer's copy carries only ``outcome``, ``attempts_left``, ``counted``,
+    ``locked`` and ``advice`` (a message key telling them, in plain words, what happened and
+    what to do next); the advisor's copy also the reasons, scores, thresholds and images."""
 
     type: Literal["verify.result"] = "verify.result"
     attempt_id: str
-    outcome: Literal["pass", "fail", "refer", "aborted"]
+    outcome: Literal["pass", "fail", "refer", "aborted", "undecided"]
     reasons: list[str] = Field(default_factory=list)
+    details: list[ReasonInfo] = Field(default_factory=list)
     scores: dict[str, float] = Field(default_factory=dict)
+    thresholds: dict[str, float] = Field(default_factory=dict)  # "pass", "refer"
     best_frame_url: str | None = None
     reference_url: str | None = None
     attempts_left: int = 0
+    counted: bool = True  # counts towards the per-case and the 24-hour limits
+    locked: bool = False  # this result locked verification for the customer
+    advice: str | None = None  # e.g. "verify.advice.face"
 
 
 class ServiceState(_Msg):

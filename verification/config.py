@@ -16,7 +16,7 @@ from verification.quality import REFERENCE_PHOTO, QualityConfig
 
 if TYPE_CHECKING:
     from verification.engine import FaceEngine
-    from verification.types import FaceDetector, FaceEmbedder, PadModel
+    from verification.types import FaceDetector, FaceEmbedder, LandmarkModel, PadModel
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +38,21 @@ class VerificationConfig:
     models_dir: Path | None = None
     workers: int = 1  # 0: no verification on this node (attempts are refused)
     sample_fps: float = 10.0
+    # Frames analysed per second while a blink is coming or asked (the camera's rate: a blink
+    # lasts 100–150 ms). Capped by what the camera delivers.
+    camera_fps: float = 30.0
     challenges: int = 3
     challenge_seconds: float = 8.0  # time limit of each challenge
     vocabulary: tuple[str, ...] = ()  # empty: every action; tests restrict it to a clip's actions
     # Seconds of "hold still" before each instruction (random within). (0, 0) turns the pause
     # off: for tests whose looping clip cannot hold still (the pause is an anti-replay check).
     pause: tuple[float, float] = PAUSE
+    # Seconds the embedder may take, after the last challenge, to score the bound frames
+    # before the attempt ends undecided (the server's fault: it counts for nothing).
+    decision_seconds: float = 5.0
+    # Seconds of the server's own stalls an attempt may absorb (its clock pauses meanwhile)
+    # before it ends undecided.
+    max_stall_seconds: float = 8.0
     max_attempts_per_case: int = 3
     lock_after_failures: int = 5
     lock_window_hours: int = 24
@@ -56,6 +65,8 @@ class VerificationConfig:
         low, high = self.pause
         if not 0 <= low <= high <= 10:
             raise ValueError(f"the hold-still pause must be 0 ≤ min ≤ max ≤ 10 s: {self.pause}")
+        if not self.sample_fps <= self.camera_fps <= 60 or self.decision_seconds <= 0:
+            raise ValueError(f"invalid verification rates or limits: {self}")
         if self.workers < 0 or not 1 <= self.sample_fps <= 30 or self.challenges < 1:
             raise ValueError(f"invalid verification settings: {self}")
 
@@ -101,8 +112,27 @@ def _pad(models_dir: Path | None) -> PadModel | None:
     return MiniFasNetPad([(models_dir / p, scale) for p, scale in PAD_FILES])
 
 
+LANDMARK_KINDS = ("mediapipe", "dlib")
+
+
+def _landmark_model(kind: str) -> LandmarkModel:
+    if kind == "mediapipe":
+        from verification.backends.mediapipe_mesh import MeshLandmarks
+
+        return MeshLandmarks()
+    if kind == "dlib":
+        from verification.backends.dlib_backend import DlibLandmarks
+
+        return DlibLandmarks()
+    raise ValueError(f"unknown landmark model {kind!r}, expected one of {LANDMARK_KINDS}")
+
+
 def build_engine(
-    kind: str = "dlib", models_dir: Path | None = None, config: EngineConfig | None = None
+    kind: str = "dlib",
+    models_dir: Path | None = None,
+    config: EngineConfig | None = None,
+    *,
+    landmarks: str = "mediapipe",
 ) -> FaceEngine:
     """A ready engine.
 
@@ -113,26 +143,30 @@ def build_engine(
     * ``fused``: dlib detector and landmarks, embeddings of dlib **and** the ONNX embedder with
       z-normalised score fusion (``FusedEmbedder``).
 
-    The MiniFASNet PAD model is added whenever its files are in ``models_dir``.
+    Liveness reads MediaPipe FaceMesh landmarks (``landmarks="mediapipe"``, from the PyPI
+    wheel) on every kind; ``landmarks="dlib"`` keeps dlib's 68-point predictor (for comparison:
+    its eyes never close fully in a blink, see bench/eval_actions.py). The MiniFASNet PAD model
+    is added whenever its files are in ``models_dir``.
     """
     from verification.backends.dlib_backend import DlibDetector, DlibEmbedder, DlibLandmarks
     from verification.engine import FaceEngine
 
     if kind not in KINDS:
         raise ValueError(f"unknown engine kind {kind!r}, expected one of {KINDS}")
-    landmarks = DlibLandmarks()
+    landmark_model = _landmark_model(landmarks)
     if kind == "onnx":
         from verification.backends.yunet import YuNetDetector
 
         detector: FaceDetector = YuNetDetector(_models_file(models_dir, YUNET_FILE))
         embedder: FaceEmbedder = _onnx_embedder(models_dir, flip=True)
     else:
-        detector = DlibDetector(landmarks=landmarks)
+        # dlib's HOG boxes come with its own 5 points (from its 68-point predictor).
+        detector = DlibDetector(landmarks=DlibLandmarks())
         embedder = DlibEmbedder()
         if kind == "fused":
             from verification.backends.fused import FusedEmbedder
 
             embedder = FusedEmbedder([embedder, _onnx_embedder(models_dir)])
-    engine = FaceEngine(detector, landmarks, embedder, _pad(models_dir), config)
+    engine = FaceEngine(detector, landmark_model, embedder, _pad(models_dir), config)
     logger.info("face engine %s: %s", kind, engine.describe())
     return engine

@@ -104,6 +104,10 @@ def _match_findings(
         return [Finding("policy.no_threshold", {"model": match.model_key})], score, None
     detail: dict[str, float | str] = {"score": round(score, 4), "pass": limits.accept}
     if score >= limits.accept:
+        margin = policy.lookalike_margin(match.model_key)
+        if score < limits.accept + margin:
+            # Strangers who look alike score here: the advisor compares the faces themselves.
+            return [Finding("match.lookalike_risk", {**detail, "margin": margin})], score, limits
         return [], score, limits
     code = "match.borderline" if score >= limits.refer else "match.below_threshold"
     return [Finding(code, {**detail, "refer": limits.refer})], score, limits

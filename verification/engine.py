@@ -260,6 +260,7 @@ class FaceEngine:
         face = main_face(faces)
         if face is not None:
             step = time.perf_counter()
+            # None when the landmark model finds no face in the box: that face is not measured.
             face = Face(face.box, face.landmarks5, self.landmarks.landmarks68(image, face.box))
             timings["landmarks"] = _ms(step)
             faces = [face if f.box == face.box else f for f in faces]

@@ -178,6 +178,24 @@ def check_identity(similarities: Sequence[float], cfg: PassiveConfig) -> list[Fi
     return []
 
 
+def check_reference_floor(similarities: Sequence[float], floor: float | None) -> list[Finding]:
+    """``identity.changed`` when a bound frame is less like the reference than ``floor`` (the
+    service's refer threshold): every frame that counts must show the customer, not only the
+    best ones (a photo held in the pauses, somebody else answering the challenges)."""
+    if floor is None or not similarities:
+        return []
+    worst = float(min(similarities))
+    if worst >= floor:
+        return []
+    detail: dict[str, float | str] = {
+        "min_reference_similarity": round(worst, 4),
+        "threshold": floor,
+        "frames": len(similarities),
+        "below": sum(1 for s in similarities if s < floor),
+    }
+    return [Finding("identity.changed", detail)]
+
+
 def check_pad(scores: Sequence[float], cfg: PassiveConfig) -> list[Finding]:
     """``pad.spoof`` / ``pad.uncertain`` from the median live score (nothing when no model)."""
     if not scores:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -50,10 +51,21 @@ class MatchThresholds:
 
 @dataclass(frozen=True, slots=True)
 class ModelPolicy:
-    """Thresholds of one embedder."""
+    """Thresholds of one embedder.
+
+    ``lookalike_margin``: a passing score below ``pass + lookalike_margin`` is in the band where
+    the most alike strangers score, so the advisor is shown a "look-alike risk" note (0: never).
+    """
 
     identity_min: float
     services: Mapping[str, MatchThresholds]
+    lookalike_margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.lookalike_margin) or self.lookalike_margin < 0:
+            raise PolicyError(
+                f"lookalike_margin must be a number >= 0, got {self.lookalike_margin}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +84,11 @@ class Policy:
         self._check_service(service)
         model = self.models.get(model_key)
         return None if model is None else model.services.get(service)
+
+    def lookalike_margin(self, model_key: str) -> float:
+        """The look-alike band above the pass threshold of ``model_key`` (0 when unknown)."""
+        model = self.models.get(model_key)
+        return 0.0 if model is None else model.lookalike_margin
 
     def passive_for(self, model_key: str | None) -> PassiveConfig:
         """Passive levels, with the identity threshold of ``model_key`` when it is known."""
@@ -106,7 +123,13 @@ def _model(key: str, raw: Mapping[str, Any]) -> ModelPolicy:
     unknown = set(services) - set(SERVICES)
     if unknown:
         raise PolicyError(f"model {key}: unknown services {sorted(unknown)}")
-    return ModelPolicy(float(raw["identity_min"]), MappingProxyType(services))
+    margin = raw.get("lookalike_margin", 0.0)
+    if isinstance(margin, bool) or not isinstance(margin, int | float):
+        raise PolicyError(f"model {key}: lookalike_margin must be a number, got {margin!r}")
+    try:
+        return ModelPolicy(float(raw["identity_min"]), MappingProxyType(services), float(margin))
+    except PolicyError as err:
+        raise PolicyError(f"model {key}: {err}") from err
 
 
 def parse_policy(raw: Mapping[str, Any]) -> Policy:

@@ -95,8 +95,8 @@ class LandmarkModel(Protocol):
 
     info: ModelInfo
 
-    def landmarks68(self, image: Image, box: Box) -> Points:
-        """The 68 points of the face in ``box``."""
+    def landmarks68(self, image: Image, box: Box) -> Points | None:
+        """The 68 points of the face in ``box``; None when the model finds no face there."""
         ...
 
 

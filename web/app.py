@@ -161,10 +161,13 @@ async def _start_verification(app: web.Application, desk: LiveDesk) -> EngineSer
     engine = EngineService(partial(build_engine, cfg.backend, cfg.models_dir), cfg.workers)
     await engine.start()
     app[ENGINE] = engine
+    attempts = AttemptStore(app[DB])
+    if interrupted := await attempts.abandon_running():
+        log.warning("%d verification attempt(s) interrupted by a restart: aborted", interrupted)
     desk.verify = VerifyDesk(
         engine,
         app[BANKING],
-        AttemptStore(app[DB]),
+        attempts,
         app[BLOBS],
         await asyncio.to_thread(load_policy),
         cfg,

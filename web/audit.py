@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
+from cases.attempts import AttemptStore
 from cases.errors import CaseNotFound
 from cases.review import (
     FLAG_CODES,
@@ -24,6 +25,7 @@ from cases.review import (
     VERDICTS,
     CaseDetail,
     CaseFilter,
+    EvidenceView,
     RecordingGone,
     RecordingNotFound,
     ReviewInputError,
@@ -32,7 +34,7 @@ from cases.review import (
     TimelineEntry,
 )
 from cases.services import SERVICES
-from store.errors import BlobCorrupt, BlobNotFound
+from store.errors import BlobCorrupt, BlobNotFound, StoreError
 from web.accounts import StaffRef, get_staff
 from web.keys import BLOBS, CATALOG, DB, REQ_LANG, REVIEW, session_of
 from web.middleware import json_error
@@ -68,6 +70,97 @@ def duration_text(seconds: int | None) -> str:
     hours, rest = divmod(max(seconds, 0), 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+SEVERITIES = ("fail", "refer", "note")  # how much a reason weighed, most first
+_THRESHOLD_FIGURES = frozenset({"code", "severity", "score", "pass", "refer", "threshold"})
+Translate = Callable[..., str]
+
+
+def figure_texts(value: float, others: Sequence[float] = ()) -> list[str]:
+    """``value`` and ``others`` with as few decimals (2 to 4) as keep a score that differs
+    from a threshold looking different from it (0.4391 is not shown as "pass at 0.44")."""
+    for digits in (2, 3):
+        text = [f"{x:.{digits}f}" for x in (value, *others)]
+        if all(o == value or t != text[0] for o, t in zip(others, text[1:], strict=True)):
+            return text
+    return [f"{x:.4f}" for x in (value, *others)]
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def score_text(t: Translate, score: float, limits: Mapping[str, object]) -> str:
+    """A match score beside its thresholds: "0.52 — pass at 0.44, refer at 0.37"."""
+    accept, refer = _number(limits.get("pass")), _number(limits.get("refer"))
+    if accept is not None and refer is not None:
+        s, a, r = figure_texts(score, (accept, refer))
+        return t("verify.staff.score_thresholds", score=s, **{"pass": a, "refer": r})
+    if accept is not None:
+        s, a = figure_texts(score, (accept,))
+        return t("verify.staff.score_pass", score=s, **{"pass": a})
+    return f"{score:.3f}"
+
+
+def figures_text(t: Translate, item: Mapping[str, object]) -> str:
+    """The figures a reason rests on: the score against its threshold(s), then the others."""
+    parts = []
+    score, threshold = _number(item.get("score")), _number(item.get("threshold"))
+    if score is not None and threshold is not None:
+        s, th = figure_texts(score, (threshold,))
+        parts.append(t("verify.staff.reason_figures", score=s, threshold=th))
+    elif score is not None:
+        parts.append(score_text(t, score, item))
+    for name, value in item.items():
+        if name in _THRESHOLD_FIGURES or value is None or isinstance(value, dict | list):
+            continue
+        number = _number(value)
+        parts.append(f"{name} {number:.4g}" if number is not None else f"{name} {str(value)[:80]}")
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonLine:
+    """One reason of an attempt as the auditor reads it."""
+
+    code: str
+    severity: str | None  # fail | refer | note; None when the evidence does not say
+    severity_text: str
+    text: str
+    figures: str
+
+
+def reason_lines(
+    t: Translate, has: Callable[[str], bool], stored: object, codes: Sequence[str]
+) -> list[ReasonLine]:
+    """The reasons of an attempt as sentences, most severe first (the evidence's order
+    within). ``stored``: the evidence document's ``reasons`` ({code, severity, …figures});
+    ``codes``: the attempt's reason codes, for what the evidence does not hold."""
+    items = [r for r in stored if isinstance(r, dict)] if isinstance(stored, list) else []
+    items = [r for r in items if isinstance(r.get("code"), str)]
+    known = {r["code"] for r in items}
+    items += [{"code": code} for code in codes if code not in known]
+    lines = []
+    for item in items:
+        code, severity = str(item["code"]), item.get("severity")
+        severity = severity if severity in SEVERITIES else None
+        key = f"verify.reason.{code}"
+        lines.append(
+            ReasonLine(
+                code=code,
+                severity=severity,
+                severity_text=t(f"verify.staff.severity.{severity}")
+                if severity
+                else t("audit.evidence.reason_unknown_severity"),
+                text=t(key) if has(key) else t("verify.reason.unknown", code=code),
+                figures=figures_text(t, item),
+            )
+        )
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    return sorted(lines, key=lambda line: rank.get(line.severity or "", len(SEVERITIES)))
 
 
 class Unsatisfiable(ValueError):
@@ -219,6 +312,62 @@ class _Line:
     action: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Evidence:
+    """An attempt's evidence in words: its result, the advisor's decision, the reasons, the
+    scores (beside their thresholds) and the challenge timeline's events."""
+
+    state: str
+    review: str
+    reasons: list[ReasonLine]
+    scores: list[tuple[str, str]]
+    events: dict[str, str]
+
+
+async def _evidence_doc(request: web.Request, ev: EvidenceView) -> dict[str, Any]:
+    """The attempt's stored evidence document ({} when deleted, missing or unreadable)."""
+    if ev.deleted:
+        return {}
+    row = await AttemptStore(request.app[DB]).get(ev.attempt_id)
+    if row is None or not row.evidence_blob_key:
+        return {}
+    try:
+        doc = json.loads(await request.app[BLOBS].get(row.evidence_blob_key))
+    except (StoreError, ValueError):
+        log.warning("evidence unreadable", extra={"attempt_id": ev.attempt_id})
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _worded(request: web.Request, key: str, fallback: str) -> str:
+    catalog, lang = request.app[CATALOG], request[REQ_LANG]
+    return catalog.translate(lang, key) if catalog.has("en", key) else fallback
+
+
+async def _evidence_words(request: web.Request, ev: EvidenceView) -> _Evidence:
+    catalog, lang = request.app[CATALOG], request[REQ_LANG]
+    t = catalog.translator(lang)
+    doc = await _evidence_doc(request, ev)
+    limits = doc.get("thresholds")
+    limits = limits if isinstance(limits, dict) else {}
+    scores = [
+        (
+            _worded(request, f"verify.score.{name}", name),
+            score_text(t, value, limits) if name == "match" else f"{value:.3f}",
+        )
+        for name, value in sorted(ev.scores.items())
+    ]
+    kinds = {str(step["event"]) for step in ev.timeline}
+    review = ev.advisor_review or ""
+    return _Evidence(
+        state=_worded(request, f"audit.outcome.{ev.state}", ev.state),
+        review=_worded(request, f"audit.evidence.review.{review}", review) if review else "",
+        reasons=reason_lines(t, lambda key: catalog.has("en", key), doc.get("reasons"), ev.reasons),
+        scores=scores,
+        events={kind: _worded(request, f"audit.evidence.event.{kind}", kind) for kind in kinds},
+    )
+
+
 def _line(request: web.Request, e: TimelineEntry) -> _Line:
     t_ms = e.t_ms if e.t_ms is not None and e.t_ms >= 0 else None
     return _Line(e, t_ms, clock_text(t_ms), _action_text(request, e.action))
@@ -243,6 +392,7 @@ async def case_page(request: web.Request) -> web.Response:
         case=detail.summary,
         sides=[(side, sides.get(side)) for side in SIDES],
         lines=lines,
+        words={ev.attempt_id: await _evidence_words(request, ev) for ev in detail.evidence},
         clock_text=clock_text,
         duration_text=duration_text,
         config=_player_config(detail),

@@ -20,6 +20,9 @@ SUPPORTED: tuple[str, ...] = ("zh-CN", "en")
 FALLBACK = "en"
 # Keys the browser scripts may look up; sent in the page's ``cb-config`` as ``messages``.
 SCRIPT_PREFIXES: tuple[str, ...] = ("js.", "error.", "service.", "verify.")
+# Of those, the ones only staff pages get: the reasons of a verification and the advisor's
+# words about it (a customer's page never holds why a check failed, not even unused).
+STAFF_ONLY_PREFIXES: tuple[str, ...] = ("verify.reason.", "verify.staff.")
 
 _ALIASES: dict[str, str] = {
     "zh": "zh-CN",
@@ -143,10 +146,15 @@ class Catalog:
 
         return t
 
-    def for_scripts(self, lang: str) -> dict[str, str]:
-        """The texts the browser scripts use (keys under :data:`SCRIPT_PREFIXES`)."""
+    def for_scripts(self, lang: str, *, staff: bool = False) -> dict[str, str]:
+        """The texts the browser scripts use (keys under :data:`SCRIPT_PREFIXES`); those
+        under :data:`STAFF_ONLY_PREFIXES` only for a staff page."""
         merged = {**self._texts.get(FALLBACK, {}), **self._texts.get(lang, {})}
-        return {k: v for k, v in sorted(merged.items()) if k.startswith(SCRIPT_PREFIXES)}
+        return {
+            k: v
+            for k, v in sorted(merged.items())
+            if k.startswith(SCRIPT_PREFIXES) and (staff or not k.startswith(STAFF_ONLY_PREFIXES))
+        }
 
     def _warn_once(self, lang: str, key: str) -> None:
         if (lang, key) not in self._warned:

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from cases.consent import current_consent
+from cases.consent import Consent, current_consent
 from cases.errors import CaseNotFound, IdentificationFailed, NotAllowed, TooManyAttempts
 from cases.limits import client_key
 from cases.pages_access import CUSTOMER_SOCKET_STATES
@@ -183,10 +183,16 @@ def _page_for(state: CaseState) -> str:
     return "/"
 
 
+async def _consent(request: web.Request, lang: str) -> Consent:
+    """The consent text to show in ``lang``: it names the settings' retention period."""
+    days = request.app[SETTINGS].audit.retention_days
+    return await current_consent(request.app[DB], lang, days)
+
+
 async def _consent_page(
     request: web.Request, case: CaseRef, status: int, error: str | None
 ) -> web.Response:
-    consent = await current_consent(request.app[DB], request[REQ_LANG])
+    consent = await _consent(request, request[REQ_LANG])
     return render(
         request,
         "consent.html",
@@ -212,7 +218,10 @@ async def consent_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     if form.get("accept") not in {"on", "yes", "1", "true"}:
         return await _consent_page(request, case, 400, "consent.error.required")
-    consent = await current_consent(request.app[DB], case.lang)
+    consent = await _consent(request, request[REQ_LANG])  # the language it was shown in
+    shown = form.get("consent_version")
+    if shown and shown != consent.version:  # the text changed since the page was shown
+        return await _consent_page(request, case, 400, "consent.error.changed")
     try:
         await request.app[INTAKE].consent(case.public_id, consent)
     except NotAllowed as err:

@@ -37,10 +37,12 @@ def static_url(name: str) -> str:
 
 
 def base_context(request: web.Request) -> dict[str, Any]:
-    """What every template gets: translation, language, elderly mode, CSRF token, paths."""
+    """What every template gets: translation, language, elderly mode, CSRF token, paths, and
+    the texts for the page's scripts (a staff session's pages also get the staff-only ones)."""
     catalog = request.app[CATALOG]
     lang: str = request[REQ_LANG]
     session = session_of(request)
+    staff = session is not None and session.kind == "staff"
     return {
         "t": catalog.translator(lang),
         "lang": lang,
@@ -48,7 +50,7 @@ def base_context(request: web.Request) -> dict[str, Any]:
         "csrf_token": session.csrf_token if session else "",
         "path": request.path_qs,
         "static": static_url,
-        "messages": catalog.for_scripts(lang),
+        "messages": catalog.for_scripts(lang, staff=staff),
         "config": {},
     }
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from banking.errors import GrantRefused
 from cases.grants import GrantDesk, GrantError
@@ -125,6 +125,46 @@ async def test_a_declined_attempt_authorises_nothing(world: World, desk: Service
     assert await world.snapshot() == before
     with pytest.raises(GrantError, match="reason"):
         await desk.grants.decline(case, await _new_attempt(world, "passed"), world.staff, "  ")
+
+
+@pytest.mark.parametrize("state", ["failed", "referred", "aborted"])
+async def test_a_check_that_did_not_pass_can_be_declined_with_a_reason(
+    world: World, desk: ServiceDesk, state: str
+) -> None:
+    case = await _case(world, "pin_change")
+    attempt = await _new_attempt(world, state)
+    assert (await desk.status(case)).step == "verify"
+    await desk.grants.decline(case, attempt, world.staff, "face does not match the photo")
+    status = await desk.status(case)
+    assert status.step == "declined" and status.attempt_id == attempt
+    assert status.declined_reason == "face does not match the photo"
+    (event,) = [e for e in await world.events() if e.action == "verification.declined"]
+    assert event.actor_kind == "staff" and event.actor_id == world.staff
+    assert event.detail == {"attempt": attempt, "reason": "face does not match the photo"}
+    query = select(VerificationAttempt).where(VerificationAttempt.public_id == attempt)
+    async with world.db.session() as s:
+        row = (await s.scalars(query)).one()
+    assert (row.review, row.review_reason, row.state) == ("declined", status.declined_reason, state)
+    with pytest.raises(GrantError) as err:  # once only, and it authorises nothing
+        await desk.grants.decline(case, attempt, world.staff, "again")
+    assert err.value.code == "already_reviewed"
+    assert await desk.grants.live_grant(case.id) is None
+
+
+async def test_only_the_latest_finished_attempt_can_be_declined(
+    world: World, desk: ServiceDesk
+) -> None:
+    case = await _case(world, "pin_change")
+    older = await _new_attempt(world, "failed")
+    running = await _new_attempt(world, "running")
+    for attempt, code in ((older, "not_latest"), (running, "not_finished")):
+        with pytest.raises(GrantError) as err:
+            await desk.grants.decline(case, attempt, world.staff, "not the customer")
+        assert err.value.code == code
+    with pytest.raises(GrantError) as err:  # the reason is required for a failed check too
+        await desk.grants.decline(case, older, world.staff, "")
+    assert err.value.code == "reason_required"
+    assert not [e for e in await world.events() if e.action == "verification.declined"]
 
 
 @pytest.mark.parametrize(

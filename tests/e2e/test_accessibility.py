@@ -442,3 +442,248 @@ def test_axe_core_is_a_dev_dependency() -> None:
     lock = json.loads((REPO / "package-lock.json").read_text(encoding="utf-8"))
     assert "node_modules/axe-core" in lock.get("packages", {})
     assert AXE_JS.is_file(), "node_modules/axe-core is missing: run `npm ci`"
+
+
+# ---- the identity check's words (hand-made server messages) ----------------------------------
+
+# Every visible element with text of its own inside ``root``, with its computed font size.
+TEXT_SIZES_IN_JS = """(root) => {
+  const out = [];
+  for (const el of document.querySelector(root).querySelectorAll("*")) {
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    const r = el.getBoundingClientRect();
+    if (!own || r.width <= 1 || r.height <= 1 || el.closest("[hidden]")) continue;
+    out.push({what: el.id || el.className, text: el.textContent.trim().slice(0, 30),
+              px: parseFloat(getComputedStyle(el).fontSize)});
+  }
+  return out;
+}"""
+# What the page would say aloud: speechSynthesis.speak records the text instead.
+RECORD_SPEECH_JS = """() => {
+  window.__spoken = [];
+  if ("speechSynthesis" in window) {
+    window.speechSynthesis.speak = (u) => window.__spoken.push(u.text);
+    window.speechSynthesis.cancel = () => {};
+  }
+}"""
+
+
+class FakeServer:
+    """The page's WebSocket answered by the test: hand-made server messages (the pages are the
+    real server's; only /ws is replaced), and what the page sent."""
+
+    def __init__(self, welcome: dict[str, Any]) -> None:
+        self.welcome = welcome
+        self.routes: list[Any] = []
+        self.sent: list[dict[str, Any]] = []
+
+    async def attach(self, page: Page) -> None:
+        await page.route_web_socket(re.compile(r"/ws$"), self._route)
+
+    def _route(self, ws: Any) -> None:
+        self.routes.append(ws)
+        ws.on_message(lambda raw: self.sent.append(json.loads(raw)))
+        ws.send(json.dumps({"v": 1, **self.welcome}))
+
+    def push(self, message: dict[str, Any]) -> None:
+        assert self.routes, "the page has not opened its socket"
+        self.routes[-1].send(json.dumps({"v": 1, **message}))
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.sent if m.get("type") == kind]
+
+    async def wait_for(self, kind: str, timeout_s: float = 10.0) -> None:
+        """Until the page has sent a ``kind`` message (its socket is open and welcomed)."""
+        for _ in range(round(timeout_s / 0.05)):
+            if self.of_type(kind):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"the page sent no {kind}: {self.sent}")
+
+
+async def _catalogue(page: Page) -> dict[str, str]:
+    got: dict[str, str] = await page.evaluate(
+        "() => JSON.parse(document.getElementById('cb-config').textContent).messages"
+    )
+    return got
+
+
+STARTED = {"type": "verify.started", "attempt_id": "a1", "total": 3, "seconds_per_challenge": 6}
+FAILED = {
+    "type": "verify.result",
+    "attempt_id": "a1",
+    "outcome": "fail",
+    "reasons": ["camera.virtual_hint", "liveness.face_lost", "match.below_threshold"],
+    "details": [
+        {"code": "camera.virtual_hint", "severity": "note"},
+        {"code": "liveness.face_lost", "severity": "fail"},
+        {"code": "match.below_threshold", "severity": "fail", "score": 0.3012, "threshold": 0.3712},
+    ],
+    "scores": {"match": 0.3012},
+    "thresholds": {"pass": 0.4393, "refer": 0.3712},
+    "attempts_left": 2,
+    "counted": True,
+    "locked": False,
+    "advice": "verify.advice.face",
+}
+
+
+async def _advisor_sees_words_and_declines(
+    page: Page, fake: FakeServer, found: dict[str, list[dict[str, Any]]]
+) -> None:
+    words = await _catalogue(page)
+    fake.push(
+        {"type": "call.started", "case_id": "c_words", "peer_name": "Ada", "service": "pin_change"}
+    )
+    status = {"service": "pin_change", "step": "verify", "attempt_id": None}
+    fake.push({"type": "service.state", "status": status})
+    await expect(page.locator("#case-step")).to_have_text(words["service.staff_step.verify"])
+    fake.push(STARTED)
+    steps = page.locator("#verify-steps li")
+    await expect(steps).to_have_text(
+        [words["verify.step"].replace("{n}", str(n)).replace("{total}", "3") for n in (1, 2, 3)]
+    )
+    await expect(
+        page.locator("#grant-decline"), "nothing to decline while it runs"
+    ).to_be_disabled()
+    fake.push({"type": "verify.progress", "attempt_id": "a1", "phase": "hold", "index": 0,
+               "challenge": None, "met": 0, "total": 3})  # fmt: skip
+    await expect(page.locator("#verify-instruction")).to_have_text(words["verify.instruction.hold"])
+    await expect(steps.first.locator(".step-text")).to_be_empty()
+    fake.push({"type": "verify.progress", "attempt_id": "a1", "phase": "challenge", "index": 0,
+               "challenge": "blink", "met": 0, "total": 3})  # fmt: skip
+    await expect(steps.first).to_contain_text(words["verify.challenge.blink"])
+    await expect(steps.nth(1).locator(".step-text")).to_be_empty()  # not revealed yet
+    fake.push(FAILED)
+
+    reasons = page.locator("#verify-reasons li")
+    await expect(reasons).to_have_count(3)
+    codes = [await li.get_attribute("data-code") for li in await reasons.all()]
+    assert codes == ["liveness.face_lost", "match.below_threshold", "camera.virtual_hint"], codes
+    await expect(reasons.first).to_contain_text(words["verify.reason.liveness.face_lost"])
+    await expect(reasons.first.locator(".severity-badge")).to_have_text(
+        words["verify.staff.severity.fail"]
+    )
+    await expect(reasons.nth(1)).to_contain_text("score 0.30, threshold 0.37")
+    await expect(reasons.nth(2).locator(".severity-badge")).to_have_text(
+        words["verify.staff.severity.note"]
+    )
+    await expect(page.locator("#verify-scores dd")).to_have_text(
+        ["0.30 — pass at 0.44, refer at 0.37"]
+    )
+    await expect(page.locator("#verify-attempts")).to_have_text("2 attempts left in this call")
+    await expect(page.locator("#verify-locked")).to_be_hidden()
+    await expect(page.locator("#verify-start")).to_be_visible()
+    body = await page.locator("body").inner_text()
+    assert "liveness.face_lost" not in body and "match.below_threshold" not in body
+    problems = await axe_problems(page)
+    if problems:
+        found["advisor after a failed check"] = problems
+
+    # A failed check can be declined, with the reason required.
+    decline = page.locator("#grant-decline")
+    await expect(decline).to_be_enabled()
+    await expect(page.locator("#grant-confirm")).to_be_disabled()
+    await expect(page.locator("#grant-hint")).to_have_text(words["service.case.decline_hint"])
+    await decline.click()
+    await expect(page.locator("#grant-error")).to_have_text(words["service.case.reason_required"])
+    assert fake.of_type("grant.decline") == []
+    await page.fill("#decline-reason", "the face is not the one on the photo")
+    await decline.click()
+    await expect(decline).to_be_disabled()  # sent: waiting for the server
+    (sent,) = fake.of_type("grant.decline")
+    assert (sent["attempt_id"], sent["reason"]) == ("a1", "the face is not the one on the photo")
+
+    # Undecided: does not count, start again; then a failure that locks the customer out.
+    fake.push({"type": "service.state", "status": status})
+    fake.push({**STARTED, "attempt_id": "a2"})
+    await expect(decline).to_be_disabled()
+    fake.push({"type": "verify.result", "attempt_id": "a2", "outcome": "undecided",
+               "attempts_left": 2, "counted": False, "advice": "verify.advice.busy"})  # fmt: skip
+    await expect(page.locator("#verify-outcome")).to_have_text(words["verify.outcome.undecided"])
+    await expect(page.locator("#verify-note")).to_have_text(words["verify.staff.undecided"])
+    await expect(decline, "an undecided check is simply run again").to_be_disabled()
+    fake.push({**STARTED, "attempt_id": "a3"})
+    fake.push({**FAILED, "attempt_id": "a3", "attempts_left": 0, "locked": True})
+    await expect(page.locator("#verify-locked")).to_have_text(words["verify.staff.locked"])
+    await expect(page.locator("#verify-attempts")).to_have_text(
+        words["verify.staff.attempts_left.none"]
+    )
+    await expect(page.locator("#verify-note")).to_be_hidden()
+    await expect(page.locator("#verify-start")).to_be_hidden()
+    await expect(decline).to_be_enabled()
+
+
+async def _customer_hears_plain_words(
+    page: Page, fake: FakeServer, found: dict[str, list[dict[str, Any]]]
+) -> None:
+    words = await _catalogue(page)
+    assert not [k for k in words if k.startswith("verify.reason.")], "reasons on a customer page"
+    await page.evaluate(RECORD_SPEECH_JS)
+    fake.push(
+        {"type": "call.started", "case_id": "c_words", "peer_name": "Wang", "service": "pin_change"}
+    )
+    fake.push(STARTED)
+    notice = page.locator("#verify-notice")
+    await expect(notice).to_have_text(words["verify.customer.before"])
+    await expect(page.locator("#sr-announcer")).to_have_text(words["verify.customer.before"])
+    spoken = await page.evaluate("() => window.__spoken")
+    assert spoken == [f"{words['verify.customer.before']} {words['verify.instruction.baseline']}"]
+    await expect(page.locator("#verify-steps li")).to_have_count(3)
+    fake.push({**FAILED, "locked": True, "attempts_left": 0})
+    said = " ".join(
+        [words["verify.outcome.fail"], words["verify.advice.face"], words["verify.customer.locked"]]
+    )
+    await expect(page.locator("#verify-outcome")).to_have_text(words["verify.outcome.fail"])
+    await expect(page.locator("#verify-advice")).to_have_text(words["verify.advice.face"])
+    await expect(page.locator("#verify-locked")).to_have_text(words["verify.customer.locked"])
+    await expect(notice).to_be_hidden()
+    await expect(page.locator("#sr-announcer")).to_have_text(said)
+    assert (await page.evaluate("() => window.__spoken"))[-1] == said
+    for sel in ("#verify-reasons", "#verify-scores", "#verify-attempts"):
+        await expect(page.locator(sel)).to_have_count(0)
+    body = await page.locator("body").inner_text()
+    assert "0.30" not in body and "face_lost" not in body
+    small = [t for t in await page.evaluate(TEXT_SIZES_IN_JS, "#verify-panel") if t["px"] < 24]
+    assert not small, f"verification text smaller than 24px in elderly mode: {small}"
+    problems = await axe_problems(page)
+    if problems:
+        found["customer after a failed check (elderly)"] = problems
+
+
+async def test_the_identity_check_speaks_in_words_to_both_sides(
+    server: Server, browsers: Browsers
+) -> None:
+    """The advisor's panel and the customer's page driven by hand-made ``verify.*`` messages
+    (the server side of the check is tested with real clips in test_verification.py)."""
+    base, customer = server.base_url, server.customers["no_camera"]
+    context = await browsers.launch(None)
+    found: dict[str, list[dict[str, Any]]] = {}
+
+    advisor = await browsers.page(context, "advisor")
+    await set_variant(context, base, Variant("en", False))
+    staff = FakeServer({"type": "welcome", "role": "advisor", "name": "Advisor"})
+    await staff.attach(advisor)
+    await advisor.goto(base + "/staff/login")
+    await advisor.fill("#login-username", "advisor1")
+    await advisor.fill("#login-password", STAFF_PASSWORD)
+    await advisor.click("#login-submit")
+    await expect(advisor).to_have_url(re.compile(r"/advisor\b"))
+    await staff.wait_for("presence.set")
+    await _advisor_sees_words_and_declines(advisor, staff, found)
+
+    own = await another_context(context)
+    await set_variant(own, base, Variant("zh-CN", True))
+    page = await browsers.page(own, "customer")
+    await page.goto(f"{base}/identify?service=pin_change")
+    await identify(page, customer)
+    await page.check("#consent-accept")
+    await page.click("#consent-submit")
+    await expect(page).to_have_url(re.compile(r"/device-check\b"))
+    fake = FakeServer({"type": "welcome", "role": "customer", "name": customer.name,
+                       "case_id": "c_words"})  # fmt: skip
+    await fake.attach(page)
+    await page.goto(base + "/call")
+    await fake.wait_for("queue.join")
+    await _customer_hears_plain_words(page, fake, found)
+    assert not found, "axe-core found serious or critical problems:" + describe(found)

@@ -71,7 +71,8 @@ def test_match_score_against_the_service_thresholds(
     limits = POLICY.thresholds("pin_change", DLIB)
     assert limits is not None and limits.refer < limits.accept
     similarities = {
-        "above_pass": _around(limits.accept + 0.02),
+        # Clear of the look-alike band above the pass threshold (a note, tested on its own).
+        "above_pass": _around(limits.accept + POLICY.lookalike_margin(DLIB) + 0.02),
         "between": _around((limits.accept + limits.refer) / 2),
         "below_refer": _around(limits.refer - 0.05),
     }[where]
@@ -79,6 +80,17 @@ def test_match_score_against_the_service_thresholds(
     assert decision.outcome is outcome and decision.codes == codes
     assert decision.policy_version == POLICY.version and decision.model_key == DLIB
     assert decision.match_score == pytest.approx(sum(similarities) / 3)
+
+
+def test_a_pass_just_above_the_threshold_carries_a_lookalike_note() -> None:
+    # Impostor pairs that pass at all sit just above the threshold (look-alike couples in the
+    # calibration set): the advisor is told to look twice, the pass stands.
+    limits = POLICY.thresholds("pin_change", DLIB)
+    margin = POLICY.lookalike_margin(DLIB)
+    assert limits is not None and margin > 0
+    close = _around(limits.accept + margin / 2)
+    decision = decide("pin_change", passed_attempt(), [], MatchInput(DLIB, close), POLICY)
+    assert decision.outcome is Outcome.PASS and decision.codes == ("match.lookalike_risk",)
 
 
 def test_services_differ() -> None:

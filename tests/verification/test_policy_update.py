@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from verification.evaluation.policy_update import update_policy
-from verification.policy import load_policy
+from verification.evaluation.metrics import clopper_pearson_upper
+from verification.evaluation.policy_update import round_up, update_policy
+from verification.policy import PolicyError, load_policy, parse_policy
 
 POLICY = Path(__file__).resolve().parents[2] / "verification" / "policy.json"
 
@@ -36,3 +39,63 @@ def test_each_service_gets_thresholds_at_its_false_match_rates(tmp_path: Path) -
     assert set(json.loads(POLICY.read_text())["models"]) <= set(
         json.loads(path.read_text())["models"]
     )
+
+
+def test_thresholds_are_written_at_the_upper_bound_with_counts(tmp_path: Path) -> None:
+    path = tmp_path / "policy.json"
+    shutil.copy(POLICY, path)
+    rng = np.random.default_rng(7)
+    impostor = rng.normal(0.0, 0.1, 50_000)
+    genuine = rng.normal(0.6, 0.1, 500)
+    written = update_policy(
+        path, {"test/model@1": (genuine, impostor)}, "synthetic", version_tag="ub95-cv5"
+    )
+    policy = load_policy(path)
+    strict = policy.thresholds("pin_change", "test/model@1")
+    assert strict is not None
+    matches = int((impostor >= strict.accept).sum())
+    assert clopper_pearson_upper(matches, impostor.size) <= 0.001
+    assert policy.version.endswith(".ub95-cv5")
+    model = policy.models["test/model@1"]
+    assert model.lookalike_margin > 0
+    assert (
+        clopper_pearson_upper(
+            int((impostor >= strict.accept + model.lookalike_margin).sum()), impostor.size
+        )
+        <= 1e-4
+    )
+    counts = written["calibration"]["counts"]["test/model@1"]
+    assert {row["threshold"] for row in counts} >= {strict.accept, strict.refer}
+    assert all(row["impostor"] == impostor.size for row in counts)
+    # Only version, models and calibration change.
+    before, after = json.loads(POLICY.read_text()), json.loads(path.read_text())
+    assert {k: v for k, v in before.items() if k not in ("version", "models", "calibration")} == {
+        k: v for k, v in after.items() if k not in ("version", "models", "calibration")
+    }
+
+
+def test_round_up_never_lowers_a_threshold() -> None:
+    assert round_up(0.33701) == 0.3371
+    assert round_up(0.3371) == 0.3371
+    assert round_up(-0.12345) == -0.1234
+
+
+def _with_margin(value: object) -> dict[str, object]:
+    raw: dict[str, object] = json.loads(POLICY.read_text())
+    models = raw["models"]
+    assert isinstance(models, dict)
+    block = next(iter(models.values()))
+    if value is None:
+        block.pop("lookalike_margin", None)
+    else:
+        block["lookalike_margin"] = value
+    return raw
+
+
+def test_lookalike_margin_is_parsed_and_checked() -> None:
+    key = next(iter(json.loads(POLICY.read_text())["models"]))
+    assert parse_policy(_with_margin(0.042)).models[key].lookalike_margin == 0.042
+    assert parse_policy(_with_margin(None)).models[key].lookalike_margin == 0.0  # old files
+    for bad in (-0.01, "0.1", True, math.inf):
+        with pytest.raises(PolicyError, match="lookalike_margin"):
+            parse_policy(_with_margin(bad))

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from verification.binding import BoundFrame, Role
 from verification.config import build_engine
 from verification.engine import Tracker, decode_image
 from verification.errors import MultipleFaces, NoFace
@@ -38,14 +39,17 @@ async def test_enrol_analyse_and_compare_across_the_process(
     assert analysis.face is not None and analysis.face.landmarks68 is not None
     assert tracker.box is not None  # the stream's tracker comes back updated
 
+    met = BoundFrame(1, 1.0, Role.MET, "challenge-1", 0)
     same_scores = await service.frame_scores(
-        template, await service.embed([(frame, analysis.face)])
+        template, [await service.embed_bound(met, frame, analysis.face)]
     )
     (same,) = same_scores.similarities
     biden = decode_image((folder / "biden/biden.jpg").read_bytes())
     other, _ = await service.analyse(biden, Tracker())
     assert other.face is not None
-    other_scores = await service.frame_scores(template, await service.embed([(biden, other.face)]))
+    other_scores = await service.frame_scores(
+        template, [await service.embed_bound(met, biden, other.face)]
+    )
     (different,) = other_scores.similarities
     assert same > 0.4 > different
 

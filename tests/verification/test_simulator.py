@@ -115,9 +115,11 @@ def test_attacks_are_refused(
     if kind == "screen_photo":
         assert PASSIVE & set(outcome.reasons), outcome.reasons
     if kind == "photo_moved":
-        # A sheet swinging from −30° to +30° seldom shows a neutral face for half a second:
-        # either no baseline is taken, or the turns it makes are named planar.
-        assert (PASSIVE | {"liveness.not_neutral"}) & set(outcome.reasons), outcome.reasons
+        # A sheet swinging from −30° to +30°: either no baseline is taken, or the turns it makes
+        # are named planar, or (a baseline taken at the swing's end, up to 32° is somebody
+        # sitting sideways) the swing never reads as a turn held from there.
+        named = PASSIVE | {"liveness.not_neutral", "liveness.challenge_timeout"}
+        assert named & set(outcome.reasons), outcome.reasons
     if kind == "other_person" and outcome.liveness_passed:
         assert "match.below_threshold" in outcome.reasons, outcome.reasons
 

@@ -3,14 +3,15 @@
 A *presenter* is what stands in front of the camera. The simulator asks it for the camera frame
 at time ``t`` (seconds since the attempt started) and tells it which challenge the screen shows
 (``prompt``: an action name of :data:`ACTIONS` or ``None``). Every frame goes through
-:func:`to_camera`: fitted into the camera's size (default 640×480) on a grey background, with
+:func:`fit_to_camera`: fitted into the camera's size (default 640×480) on a grey background, with
 slight Gaussian sensor noise so that no two frames are byte-identical (a real sensor never
 delivers the same bytes twice, so frame hashes differ even for a still photo).
 
 * :class:`GenuinePresenter` answers each new prompt after a human reaction delay (0.5–1.5 s)
-  with a real segment of a real clip in which that person performs that action (table
-  :data:`PEOPLE`, found with ``annotations_auto.json`` and checked against ``frame_metrics`` and
-  dlib landmarks, see the tests), with real neutral frames of the same clip in between.
+  with a real segment of a real clip in which that person performs that action (the table of
+  people is :mod:`verification.evaluation.people`, re-exported here: :data:`PEOPLE`,
+  :class:`Person`, :class:`Segment`, :func:`person`), with real neutral frames of the same clip
+  in between.
 * :class:`StillPhoto` — the enrolled person's photo held still (attack a; with ``tremor`` the
   screen-replay photo ``image_F2.jpg`` held in a hand, attack e).
 * :class:`MovedSheet` — the photo moved as a flat sheet: each frame is an exact homography of
@@ -20,13 +21,15 @@ delivers the same bytes twice, so frame hashes differ even for a still photo).
   regardless of the prompts (attack c).
 * A different person answering correctly (attack d) is a :class:`GenuinePresenter` of another
   entry of :data:`PEOPLE`, enrolled under the first person's reference.
+* Swaps (the victim's photo or clip in front of the camera when it does not matter, an impostor
+  answering the challenges) are in :mod:`verification.evaluation.swaps`.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -36,100 +39,21 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from verification.evaluation.people import ACTIONS as ACTIONS
+from verification.evaluation.people import EVERYONE as EVERYONE
+from verification.evaluation.people import EXTRAS as EXTRAS
+from verification.evaluation.people import PEOPLE as PEOPLE
+from verification.evaluation.people import Person as Person
+from verification.evaluation.people import Segment as Segment
+from verification.evaluation.people import person as person
 from verification.types import Image
 
-ACTIONS = ("blink", "turn_left", "turn_right", "open_mouth", "smile", "nod")
 CAMERA_SIZE = (640, 480)  # width, height
 BACKGROUND = 118  # grey wall behind the presented material
 SENSOR_NOISE = 1.5  # standard deviation of the sensor noise, grey levels
 REACTION = (0.5, 1.5)  # seconds between a prompt and the start of the customer's movement
 SETTLE = (0.1, 0.4)  # seconds at neutral between finishing one movement and starting the next
 Homography = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """A stretch ``[start, end)`` (seconds) of one clip."""
-
-    start: float
-    end: float
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.start < self.end:
-            raise ValueError(f"invalid segment {self.start}–{self.end}")
-
-    @property
-    def duration(self) -> float:
-        """Length in seconds."""
-        return self.end - self.start
-
-
-@dataclass(frozen=True, slots=True)
-class Person:
-    """A real person's clip and where in it they are neutral and perform each action.
-
-    Turn directions are the subject's own (``turn_left``: the subject turns to their left, the
-    nose moves to the image's right in an unmirrored camera picture).
-    """
-
-    name: str
-    clip: str  # relative to the shared data folder
-    photo_t: float  # the frame used as this person's photo (reference on file, photo attacks)
-    neutral: Segment
-    actions: Mapping[str, tuple[Segment, ...]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        unknown = set(self.actions) - set(ACTIONS)
-        if unknown:
-            raise ValueError(f"unknown actions {sorted(unknown)} for {self.name}")
-
-    @property
-    def vocabulary(self) -> tuple[str, ...]:
-        """The actions this person's clip contains, in :data:`ACTIONS` order."""
-        return tuple(a for a in ACTIONS if self.actions.get(a))
-
-
-# Segments found from annotations_auto.json (events) and frame_metrics (per-frame MAR / EAR /
-# yaw), then checked with dlib landmarks and ``verification.measures`` (yaw > 0 = the subject's
-# left): see tests/verification/test_attacks.py. Each segment starts and ends near neutral.
-PEOPLE: tuple[Person, ...] = (
-    Person(
-        name="liveportrait-d12",
-        clip="liveness_video/liveportrait/d12.mp4",
-        photo_t=0.0,
-        # He talks while "neutral" (an "oh" at 0.24 s throws dlib's yaw to +19° for 0.1 s): a
-        # real person waiting for an instruction, kept on purpose.
-        neutral=Segment(0.0, 0.56),
-        actions={
-            # His left turn (1.3–2.1 s, MediaPipe −26°) reads only +5…+14° on dlib (the head
-            # rolls more than it turns): not offered. The right turn reads −17…−32°.
-            "turn_right": (Segment(2.9, 3.9),),
-            "open_mouth": (Segment(4.5, 5.32),),  # a wide "O", MAR ≈ 0.7 (ends before a wink)
-            "smile": (Segment(0.56, 1.3),),  # a broad grin, mouth width ×1.25 of neutral
-        },
-    ),
-    Person(
-        name="sadtalker-katiehill",
-        clip="liveness_video/sadtalker/WDA_KatieHill_000.mp4",
-        photo_t=4.0,
-        neutral=Segment(3.76, 4.44),
-        actions={
-            # Her mouth opening at 0.9–1.3 s is speech with a smile (MAR ≈ 0.2 above neutral),
-            # not an opened mouth: not offered. Her blink right after the neutral is clean.
-            "blink": (Segment(4.4, 4.84),),  # eyes shut 4.48–4.56 s, EAR ≈ 0.5 of neutral
-            "turn_right": (Segment(1.28, 3.8),),  # dlib yaw ≈ −26° (held ~2 s, back to centre)
-            "turn_left": (Segment(6.8, 7.8),),  # dlib yaw ≈ +23°
-        },
-    ),
-)
-
-
-def person(name: str) -> Person:
-    """The entry of :data:`PEOPLE` called ``name``."""
-    for entry in PEOPLE:
-        if entry.name == name:
-            return entry
-    raise KeyError(f"no person {name!r}; known: {[p.name for p in PEOPLE]}")
 
 
 # ---- frames -----------------------------------------------------------------------------------
@@ -388,6 +312,11 @@ class GenuinePresenter:
         segment = self._rng.choice(segments)
         self._answer = (start, segment)
         self.answers.append((prompt or "", start, segment))
+
+    @property
+    def answer(self) -> tuple[float, Segment] | None:
+        """(start time, segment) of the latest answer, None before the first one."""
+        return self._answer
 
     def source_time(self, t: float) -> float:
         """The clip time shown at attempt time ``t`` (after the prompts seen so far)."""

@@ -8,11 +8,18 @@ against FNMR, never in favour of FMR, and the count is reported.
 
 Flip augmentation embeds the image and its mirror image and averages the two vectors (then
 re-normalises them if the embedder's vectors are L2-normalised).
+
+Trials (``all_pairs``, ``multi_frame_trials``) describe comparisons as parallel arrays: a probe
+*set* of ``k`` images of one identity against one reference image. ``k = 1`` over every pair of
+images is the usual pair list (every cross-identity pair an impostor, every same-identity pair
+genuine); ``k = 2, 3`` stands for several frames of a live face against the one photo on file,
+compared by the mean embedding (``mean_embedding``), the best or the mean of the ``k`` scores.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -50,6 +57,32 @@ class Pair:
     def identity_a(self) -> str:
         """The identity of the first image (its folder name)."""
         return Path(self.file_a).parent.name
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledImage:
+    """One image with a known identity (``file`` relative to the data's ``identity/`` folder)."""
+
+    file: str
+    identity: str
+    source: str
+
+
+def load_labels(path: Path, exclude: Iterable[str] = ()) -> list[LabelledImage]:
+    """Rows ``file,identity`` of a ``labels.csv``; group or unknown rows (``(multi)``) are skipped.
+
+    The identity is prefixed with the folder of ``labels.csv`` (the source), so two sources
+    cannot merge two people of the same name.
+    """
+    source = path.parent.name
+    skip = set(exclude)
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return [
+        LabelledImage(row["file"], f"{source}/{row['identity']}", source)
+        for row in rows
+        if not row["identity"].startswith("(") and row["file"] not in skip
+    ]
 
 
 def load_pairs(path: Path) -> list[Pair]:
@@ -150,3 +183,146 @@ def summarise(scores: Scores, genuine: npt.NDArray[np.bool_]) -> dict[str, objec
         "best_accuracy": accuracy,
         "best_accuracy_threshold": accuracy_threshold,
     }
+
+
+# ---- trials: probe sets against reference images ----------------------------------------------
+
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class Trials:
+    """Comparisons of a probe set (``sets[probe_set[i]]``, image indices) with ``reference[i]``."""
+
+    sets: IntArray  # (number of sets, k) image indices, all of one identity
+    probe_set: IntArray
+    reference: IntArray
+    probe_identity: IntArray
+    reference_identity: IntArray
+
+    @property
+    def genuine(self) -> npt.NDArray[np.bool_]:
+        """Same identity on both sides."""
+        return np.asarray(self.probe_identity == self.reference_identity)
+
+    @property
+    def k(self) -> int:
+        """Images per probe set."""
+        return int(self.sets.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.reference.size)
+
+
+def all_pairs(identity: npt.ArrayLike) -> Trials:
+    """Every unordered pair of images (``identity[i]``: the identity index of image ``i``)."""
+    ids = np.asarray(identity, dtype=np.int64)
+    first, second = np.triu_indices(ids.size, k=1)
+    return Trials(
+        sets=np.arange(ids.size, dtype=np.int64)[:, None],
+        probe_set=first.astype(np.int64),
+        reference=second.astype(np.int64),
+        probe_identity=ids[first],
+        reference_identity=ids[second],
+    )
+
+
+def multi_frame_trials(identity: npt.ArrayLike, k: int) -> Trials:
+    """Every ``k``-subset of each identity's images against every image outside the subset.
+
+    A reference of the same identity (not in the subset) makes a genuine trial, any other
+    identity's image an impostor trial. Identities with fewer than ``k`` images give no sets.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    ids = np.asarray(identity, dtype=np.int64)
+    sets = [
+        combo
+        for person in np.unique(ids)
+        for combo in itertools.combinations(np.flatnonzero(ids == person).tolist(), k)
+    ]
+    if not sets:
+        raise ValueError(f"no identity has {k} images")
+    set_array = np.asarray(sets, dtype=np.int64).reshape(len(sets), k)
+    inside = np.zeros((len(sets), ids.size), dtype=bool)
+    np.put_along_axis(inside, set_array, True, axis=1)
+    probe_set, reference = np.nonzero(~inside)
+    return Trials(
+        sets=set_array,
+        probe_set=probe_set.astype(np.int64),
+        reference=reference.astype(np.int64),
+        probe_identity=ids[set_array[probe_set, 0]],
+        reference_identity=ids[reference],
+    )
+
+
+def mean_embedding(vectors: Sequence[Vector]) -> Vector:
+    """The mean of several embeddings of one face.
+
+    Unit-length vectors (cosine models) are averaged and re-normalised; others (dlib's raw
+    descriptors, compared by euclidean distance) are averaged as they are, the rule
+    ``combine_flip`` uses for the two views of one image.
+    """
+    if not vectors:
+        raise ValueError("no vectors to average")
+    stack = np.stack([v.astype(np.float64) for v in vectors])
+    mean = stack.mean(axis=0)
+    if np.all(np.abs(np.linalg.norm(stack, axis=1) - 1.0) < 1e-3):
+        mean /= max(float(np.linalg.norm(mean)), 1e-12)
+    out: Vector = mean.astype(np.float32)
+    return out
+
+
+def similarity_matrix(
+    probes: Sequence[Vector | None],
+    references: Sequence[Vector | None],
+    similarity: Callable[[Vector, Vector], float],
+    symmetric: bool = False,
+) -> Scores:
+    """``similarity(probe, reference)`` for every combination (``FAILED_SCORE`` if one is None).
+
+    With ``symmetric`` (the same list twice), each pair is computed once and mirrored.
+    """
+    out = np.full((len(probes), len(references)), FAILED_SCORE, dtype=np.float64)
+    for i, a in enumerate(probes):
+        if a is None:
+            continue
+        for j in range(i + 1 if symmetric else 0, len(references)):
+            b = references[j]
+            if b is not None:
+                out[i, j] = similarity(a, b)
+    if symmetric:
+        lower = np.tril_indices(len(probes), k=-1)
+        out[lower] = out.T[lower]
+    return out
+
+
+def set_scores(matrix: Scores, trials: Trials, how: str) -> Scores:
+    """Per trial, from the image × image ``matrix``: the ``"best"`` or ``"mean"`` of its k scores.
+
+    ``"mean"`` skips images without a face (``FAILED_SCORE``), as a live check skips frames
+    without one; a set with no usable image keeps ``FAILED_SCORE``.
+    """
+    block = matrix[trials.sets[trials.probe_set], trials.reference[:, None]]
+    if how == "best":
+        return np.asarray(block.max(axis=1), dtype=np.float64)
+    if how != "mean":
+        raise ValueError(f"unknown set score {how!r}: expected 'best' or 'mean'")
+    usable = block > FAILED_SCORE
+    total = np.where(usable, block, 0.0).sum(axis=1)
+    count = usable.sum(axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), FAILED_SCORE)
+
+
+def mean_embedding_scores(
+    vectors: Sequence[Vector | None],
+    trials: Trials,
+    similarity: Callable[[Vector, Vector], float],
+) -> Scores:
+    """Per trial: the similarity of the probe set's ``mean_embedding`` with the reference."""
+    means: list[Vector | None] = []
+    for members in trials.sets:
+        found = [v for v in (vectors[int(i)] for i in members) if v is not None]
+        means.append(mean_embedding(found) if found else None)
+    matrix = similarity_matrix(means, vectors, similarity)
+    return np.asarray(matrix[trials.probe_set, trials.reference], dtype=np.float64)

@@ -6,6 +6,11 @@ A comparison is a *match* when ``score >= threshold`` (scores: higher = more ali
 * ``threshold_at_fmr`` picks the lowest threshold whose FMR on the given impostors is at most
   the target: with ``n`` impostors at most ``floor(target·n)`` may match, so the threshold sits
   just above the next highest impostor score.
+* ``threshold_at_fmr_upper`` is the stricter rule used for policy thresholds: the lowest threshold
+  whose one-sided Clopper–Pearson upper confidence bound of the FMR (``clopper_pearson_upper``)
+  is at most the target, so a small impostor set cannot claim a rate it cannot show.
+* The bound treats comparisons as independent; they are not (one identity is in many pairs), so
+  ``cluster_bootstrap`` resamples *identities* to show the wider, honest interval.
 * APCER (per attack type) = share of attack presentations accepted; BPCER = share of bona fide
   presentations not accepted. Both come with the counts behind them.
 
@@ -97,6 +102,145 @@ def fnmr_at_fmr(
 ) -> OperatingPoint:
     """The operating point at ``threshold_at_fmr(impostor, target_fmr)``."""
     return operating_point(genuine, impostor, threshold_at_fmr(impostor, target_fmr))
+
+
+# ---- confidence bounds --------------------------------------------------------------------------
+
+
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X ≤ k) for X ~ Binomial(n, p), summed in log space (exact enough for n in the millions)."""
+    if n < 0 or not 0.0 <= p <= 1.0:
+        raise ValueError(f"invalid binomial n={n} p={p}")
+    if k < 0:
+        return 0.0
+    if k >= n or p == 0.0:
+        return 1.0
+    if p == 1.0:
+        return 0.0
+    i = np.arange(1, k + 1, dtype=np.float64)
+    # log pmf(i) = log pmf(i-1) + log((n-i+1)/i) + log(p/(1-p)), pmf(0) = (1-p)^n
+    steps = np.log((n - i + 1) / i) + math.log(p) - math.log1p(-p)
+    log_pmf = n * math.log1p(-p) + np.concatenate([[0.0], np.cumsum(steps)])
+    peak = float(log_pmf.max())
+    return float(min(1.0, math.exp(peak) * float(np.sum(np.exp(log_pmf - peak)))))
+
+
+def clopper_pearson_upper(k: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided Clopper–Pearson upper bound of a rate with ``k`` errors in ``n`` trials.
+
+    The ``confidence`` quantile of Beta(k + 1, n − k): the rate ``p`` at which seeing ``k`` or
+    fewer errors has probability ``1 − confidence``, found by bisection on the binomial CDF.
+    ``k = 0`` gives ``1 − (1 − confidence)^(1/n)`` (≈ 3/n, the "rule of three").
+    """
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"need 0 ≤ k ≤ n and n > 0, got k={k} n={n}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if k == n:
+        return 1.0
+    alpha = 1.0 - confidence
+    low, high = k / n, 1.0
+    for _ in range(200):
+        middle = (low + high) / 2
+        if binomial_cdf(k, n, middle) > alpha:
+            low = middle
+        else:
+            high = middle
+        if high - low <= 1e-15 + 1e-12 * high:
+            break
+    return high
+
+
+def max_errors_within(n: int, target: float, confidence: float = 0.95) -> int:
+    """The most errors in ``n`` trials whose upper bound is still ≤ ``target`` (−1: none).
+
+    ``clopper_pearson_upper(k, n) ≤ target`` exactly when ``P(X ≤ k | n, target) ≤ 1 − confidence``
+    (the binomial CDF falls as the rate grows), so the count is found without a quantile.
+    """
+    if n <= 0:
+        raise ValueError(f"need trials, got n={n}")
+    if target >= 1.0:
+        return n
+    alpha = 1.0 - confidence
+    low, high = -1, n  # invariant: cdf(low) ≤ alpha (low = −1 trivially), cdf(high) > alpha
+    while high - low > 1:
+        middle = (low + high) // 2
+        if binomial_cdf(middle, n, target) <= alpha:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def threshold_at_fmr_upper(
+    impostor: npt.ArrayLike, target_fmr: float, confidence: float = 0.95
+) -> float:
+    """The lowest threshold whose FMR upper bound on ``impostor`` is ≤ ``target_fmr``.
+
+    With ``n`` impostors at most ``max_errors_within(n, target_fmr)`` may match. When even no
+    match cannot show the target (``n`` too small: fewer than ≈ 3 / target), the threshold sits
+    just above the highest impostor score and its bound stays above the target: callers report
+    that (``clopper_pearson_upper`` at the chosen threshold).
+    """
+    if not 0.0 < target_fmr <= 1.0:
+        raise ValueError(f"target FMR must be in (0, 1], got {target_fmr}")
+    imp = np.sort(_as_scores(impostor, "impostor"))[::-1]
+    allowed = max(0, max_errors_within(imp.size, target_fmr, confidence))
+    if allowed >= imp.size:
+        return float(imp[-1])
+    return float(np.nextafter(imp[allowed], np.inf))
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """A percentile interval of a rate from resampled identities."""
+
+    low: float
+    high: float
+    upper_one_sided: float
+    resamples: int
+
+
+def cluster_bootstrap(
+    errors: npt.ArrayLike,
+    identity_a: npt.ArrayLike,
+    identity_b: npt.ArrayLike,
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Interval of ``mean(errors)`` when whole identities, not comparisons, are resampled.
+
+    Each resample draws identities with replacement; a comparison between identities ``i ≠ j``
+    counts ``w_i · w_j`` times (``w`` = how often each was drawn), one within identity ``i``
+    (genuine) ``w_i`` times. Gives the two-sided ``confidence`` interval and the one-sided upper
+    ``confidence`` percentile.
+    """
+    err = np.asarray(errors, dtype=np.float64).ravel()
+    a = np.asarray(identity_a).ravel()
+    b = np.asarray(identity_b).ravel()
+    if not err.size == a.size == b.size or err.size == 0:
+        raise ValueError("errors and identities must be non-empty and equally long")
+    labels, index = np.unique(np.concatenate([a, b]), return_inverse=True)
+    ia, ib = index[: a.size], index[a.size :]
+    m = labels.size
+    counts, wrong = np.zeros((m, m)), np.zeros((m, m))
+    np.add.at(counts, (ia, ib), 0.5)
+    np.add.at(counts, (ib, ia), 0.5)
+    np.add.at(wrong, (ia, ib), err / 2)
+    np.add.at(wrong, (ib, ia), err / 2)
+    diag_counts, diag_wrong = np.diag(counts).copy(), np.diag(wrong).copy()
+    np.fill_diagonal(counts, 0.0)
+    np.fill_diagonal(wrong, 0.0)
+    weights = np.random.default_rng(seed).multinomial(m, np.full(m, 1.0 / m), size=resamples)
+    w = weights.astype(np.float64)
+    # off-diagonal cells hold half of each pair in both directions, so wᵀCw counts a pair once
+    numerator = np.einsum("ri,ij,rj->r", w, wrong, w) + w @ diag_wrong
+    denominator = np.einsum("ri,ij,rj->r", w, counts, w) + w @ diag_counts
+    rates = numerator[denominator > 0] / denominator[denominator > 0]
+    tail = (1.0 - confidence) / 2
+    low, high = np.quantile(rates, [tail, 1.0 - tail])
+    return Interval(float(low), float(high), float(np.quantile(rates, confidence)), resamples)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,61 +3,166 @@
 Each service in the policy names the false-match rates it accepts: ``pass_fmr`` (the score
 above which the match passes) and ``refer_fmr`` (above which the advisor decides). Given
 genuine/impostor scores per model key, this sets every service's ``pass`` / ``refer`` threshold
-of that model at those rates, measured on impostors only, and bumps the policy version so
-evidence names the thresholds it was decided with.
+of that model, and its ``identity_min`` (at ``identity_fmr``), by the upper-bound rule: the
+lowest threshold whose one-sided Clopper–Pearson upper bound of the FMR on the impostors is at
+most the rate (``threshold_at_fmr_upper``). Thresholds are rounded *up* to four decimals, so
+rounding never admits another false match. ``lookalike_margin`` is the band above the strictest
+pass threshold that holds the scores of the most alike strangers (``calibrate.lookalike_margin``).
+The policy version is bumped so evidence names the thresholds it was decided with, and the
+``calibration`` block records the data, the rule and the counts behind every threshold.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import numpy.typing as npt
 
-from verification.evaluation.calibrate import write_json_atomically
-from verification.evaluation.metrics import threshold_at_fmr
+from verification.evaluation.calibrate import lookalike_margin, write_json_atomically
+from verification.evaluation.metrics import (
+    clopper_pearson_upper,
+    operating_point,
+    threshold_at_fmr_upper,
+)
 from verification.policy import parse_policy
 
 DEFAULT_PASS_FMR = 0.001
 DEFAULT_REFER_FMR = 0.01
+DEFAULT_NOTE_FMR = 1e-4
+DECIMALS = 4
+
+
+def round_up(value: float, decimals: int = DECIMALS) -> float:
+    """``value`` rounded towards +∞ to ``decimals`` places (a threshold never moves down)."""
+    scale = 10.0**decimals
+    rounded = math.ceil(value * scale) / scale
+    return rounded if rounded >= value else rounded + 1.0 / scale
+
+
+def _rates(document: Mapping[str, Any], identity_fmr: float) -> dict[str, float]:
+    rates = {"identity": identity_fmr}
+    for name, rule in document["services"].items():
+        rates[f"{name}.pass"] = float(rule.get("pass_fmr", DEFAULT_PASS_FMR))
+        rates[f"{name}.refer"] = float(rule.get("refer_fmr", DEFAULT_REFER_FMR))
+    return rates
+
+
+def _model_block(
+    document: Mapping[str, Any],
+    impostor: npt.NDArray[np.float64],
+    identity_fmr: float,
+    note_fmr: float,
+    confidence: float,
+) -> dict[str, Any]:
+    at = {
+        rate: round_up(threshold_at_fmr_upper(impostor, rate, confidence))
+        for rate in set(_rates(document, identity_fmr).values())
+    }
+    services: dict[str, dict[str, float]] = {}
+    for name, rule in document["services"].items():
+        accept = at[float(rule.get("pass_fmr", DEFAULT_PASS_FMR))]
+        refer = at[float(rule.get("refer_fmr", DEFAULT_REFER_FMR))]
+        services[name] = {"pass": accept, "refer": min(refer, accept)}
+    strictest = max(s["pass"] for s in services.values())
+    margin = lookalike_margin(impostor, strictest, note_fmr, confidence)
+    return {
+        "identity_min": at[identity_fmr],
+        "lookalike_margin": round_up(margin),
+        "services": services,
+    }
 
 
 def calibrated_models(
     document: Mapping[str, Any],
     scores: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]],
     identity_fmr: float = 0.01,
+    note_fmr: float = DEFAULT_NOTE_FMR,
+    confidence: float = 0.95,
 ) -> dict[str, Any]:
-    """The ``models`` block of ``document`` with thresholds from ``(genuine, impostor)`` scores."""
+    """The ``models`` block of ``document`` with thresholds from ``(genuine, impostor)`` scores.
+
+    Other keys of a model block (``scale`` …) and models without scores are kept as they are.
+    """
     models = {key: dict(value) for key, value in document.get("models", {}).items()}
     for key, (_genuine, impostor) in scores.items():
-        services: dict[str, dict[str, float]] = {}
-        for name, rule in document["services"].items():
-            accept = threshold_at_fmr(impostor, float(rule.get("pass_fmr", DEFAULT_PASS_FMR)))
-            refer = threshold_at_fmr(impostor, float(rule.get("refer_fmr", DEFAULT_REFER_FMR)))
-            services[name] = {"pass": round(accept, 4), "refer": round(min(refer, accept), 4)}
-        previous = models.get(key, {})
-        models[key] = {
-            **previous,
-            "identity_min": round(threshold_at_fmr(impostor, identity_fmr), 4),
-            "services": services,
-        }
+        values = np.asarray(impostor, dtype=np.float64)
+        block = _model_block(document, values, identity_fmr, note_fmr, confidence)
+        models[key] = {**models.get(key, {}), **block}
     return models
+
+
+def threshold_counts(
+    models: Mapping[str, Any],
+    scores: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]],
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """Per model key and distinct written threshold: the errors behind it on the given scores."""
+    out: dict[str, Any] = {}
+    for key, (genuine, impostor) in scores.items():
+        block = models[key]
+        thresholds = {block["identity_min"]} | {
+            t for s in block["services"].values() for t in (s["pass"], s["refer"])
+        }
+        rows = []
+        for threshold in sorted(thresholds):
+            point = operating_point(genuine, impostor, threshold)
+            rows.append(
+                {
+                    "threshold": threshold,
+                    "false_matches": point.false_matches,
+                    "impostor": point.impostors,
+                    "fmr_upper": round(
+                        clopper_pearson_upper(point.false_matches, point.impostors, confidence), 7
+                    ),
+                    "false_non_matches": point.false_non_matches,
+                    "genuine": point.genuines,
+                }
+            )
+        out[key] = rows
+    return out
 
 
 def update_policy(
     path: Path,
     scores: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]],
     dataset: str,
+    *,
+    confidence: float = 0.95,
+    identity_fmr: float = 0.01,
+    note_fmr: float = DEFAULT_NOTE_FMR,
+    version_tag: str | None = None,
+    calibration: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Rewrite the policy file at ``path`` (atomically) with calibrated thresholds."""
+    """Rewrite the policy file at ``path`` (atomically) with calibrated thresholds.
+
+    Only ``version``, ``models`` and ``calibration`` change. The version is
+    ``<UTC date>.<version_tag>`` (default ``ub<confidence>-<n>m``).
+    """
     document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    document["models"] = calibrated_models(document, scores)
+    models = calibrated_models(document, scores, identity_fmr, note_fmr, confidence)
+    document["models"] = models
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    document["version"] = f"{stamp}.cal-{len(scores)}m"
-    document["calibration"] = {"dataset": dataset, "models": sorted(scores)}
+    tag = version_tag or f"ub{round(confidence * 100)}-{len(scores)}m"
+    document["version"] = f"{stamp}.{tag}"
+    document["calibration"] = {
+        **(calibration or {}),
+        "dataset": dataset,
+        "rule": (
+            f"lowest threshold whose one-sided {confidence:.0%} Clopper-Pearson upper bound of "
+            "the FMR on the impostor pairs is <= the service's pass_fmr / refer_fmr "
+            f"(identity_min: {identity_fmr}); rounded up to {DECIMALS} decimals; "
+            f"lookalike_margin: up to the threshold whose bound is {note_fmr}"
+        ),
+        "confidence": confidence,
+        "models": sorted(scores),
+        "counts": threshold_counts(models, scores, confidence),
+    }
     parse_policy(document)  # never write a policy the server could not load
     write_json_atomically(path, document)
     return document

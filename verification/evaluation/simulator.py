@@ -2,16 +2,18 @@
 
 For each attempt: draw a challenge plan (``verification.challenges.draw_challenges``; the
 benchmark injects a seeded ``random.Random``, production draws use ``secrets``), start a
-:class:`verification.attempt.Attempt`, then at ``fps`` ask the presenter for the frame at ``t``
-while the screen shows the current challenge, run :meth:`FaceEngine.analyse` on it (with a
-:class:`Tracker`, as the server does) and feed the observation to the attempt, keeping the best
-frames as the server does (:class:`verification.verdict.BestFrames`), until the attempt leaves
-the challenge phase or ``max_seconds``.
+:class:`verification.attempt.Attempt`, then ask the presenter for the frame at ``t`` while the
+screen shows the current challenge (``None`` in the baseline and the "hold still" pauses), run
+:meth:`FaceEngine.analyse` on it (with a :class:`Tracker`, as the server does) and feed the
+observation to the attempt, until the attempt leaves the challenge phase or ``max_seconds``.
+Frames are taken at ``fps``, and at ``camera_fps`` while the attempt asks for the camera's rate
+(a blink coming or asked), as the server's tap does.
 
-The decision is the server's own: :func:`verification.verdict.verdict` embeds the best frames,
-compares them with the reference template, runs the passive checks (and PAD when the engine has
-a model) and calls :func:`verification.decision.decide` with the policy. Its wall time is the
-decision latency after the last challenge.
+The identity binding is the server's own: each frame the attempt binds
+(:mod:`verification.binding`) is embedded as soon as it is final, as the server does in its
+worker while the customer goes on (``embedded_during_ms``); what is left when the last challenge
+is met — its frames — is embedded after it, then :func:`verification.verdict.judge` decides with
+the policy. That wall time is the decision latency after the last challenge.
 """
 
 from __future__ import annotations
@@ -24,13 +26,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from verification.attempt import Attempt, AttemptConfig, AttemptState, FrameObservation
+from verification.binding import BoundFrame
 from verification.challenges import Action, draw_challenges
 from verification.decision import Decision
-from verification.engine import FaceEngine, Template, Tracker
+from verification.engine import FaceEngine, FrameAnalysis, Template, Tracker
 from verification.evaluation.attacks import Presenter
 from verification.policy import Policy, Severity, load_policy
 from verification.types import Face, Image
-from verification.verdict import BestFrames, FrameScores, judge, score_frames, similarities_to
+from verification.verdict import (
+    BoundScore,
+    FrameScores,
+    candidate_score,
+    checkable,
+    embed_bound,
+    frame_scores,
+    judge,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,20 +65,30 @@ class AttemptOutcome:
     completed_at: float | None  # seconds from the first challenge shown to the last one met
     completed_total: float | None  # from the end of the baseline (first "hold still") likewise
     decision_ms: float | None  # wall time from the last challenge met to the decision
-    scoring_ms: float  # of which: embedding, comparing, PAD-scoring the best frames
-    embedded_during_ms: float  # embedding done progressively during the challenges (if enabled)
+    scoring_ms: float  # of which: embedding and comparing what was left after the last challenge
+    embedded_during_ms: float  # embedding done progressively during the challenges
     frames: int
+    bound: int = 0  # frames tied to the identity
+    unchecked: int = 0  # of which could not be checked when embedded
+    min_reference: float | None = None  # the lowest similarity of a bound frame to the reference
     timeline: tuple[tuple[float, str, str], ...] = ()  # (t, event, action or detail)
 
 
-def _observation(image: Image, face: Face | None) -> FrameObservation:
+def observation(
+    image: Image, analysis: FrameAnalysis, frame_id: int = -1, digest: str | None = None
+) -> FrameObservation:
+    """The attempt's view of one analysed frame (as the server builds it)."""
     height, width = image.shape[:2]
+    face = analysis.face
     return FrameObservation(
         width=width,
         height=height,
         landmarks68=None if face is None else face.landmarks68,
         box=None if face is None else face.box,
-        frame_hash=hashlib.sha256(image.tobytes()).hexdigest(),
+        frame_hash=digest or hashlib.sha256(image.tobytes()).hexdigest(),
+        quality=max(0.0, candidate_score(analysis)),
+        frame_id=frame_id,
+        checkable=checkable(analysis),
     )
 
 
@@ -80,6 +101,31 @@ def stopped_by(decision: Decision) -> tuple[str, ...]:
     return ()
 
 
+class _Binder:
+    """Keeps the images the attempt may bind and embeds each bound frame once it is final."""
+
+    def __init__(self, engine: FaceEngine) -> None:
+        self.engine = engine
+        self.images: dict[int, tuple[Image, Face]] = {}
+        self.scored: dict[BoundFrame, BoundScore] = {}
+        self.ms = 0.0
+
+    def keep(self, attempt: Attempt, frame_id: int, image: Image, face: Face | None) -> None:
+        wanted = attempt.keep
+        if face is not None and frame_id in wanted:
+            self.images[frame_id] = (image, face)
+        for stale in [i for i in self.images if i not in wanted]:
+            del self.images[stale]
+
+    def embed_final(self, attempt: Attempt) -> float:
+        """Embed the final bound frames not embedded yet; returns the milliseconds it took."""
+        start = time.perf_counter()
+        for bound in attempt.bound:
+            if bound not in self.scored and bound.frame in self.images:
+                self.scored[bound] = embed_bound(self.engine, bound, *self.images[bound.frame])
+        return (time.perf_counter() - start) * 1000
+
+
 def simulate(
     engine: FaceEngine,
     reference: Template,
@@ -90,63 +136,41 @@ def simulate(
     policy: Policy | None = None,
     service: str = "pin_change",
     fps: float = 10.0,
+    camera_fps: float = 30.0,
     max_seconds: float = 40.0,
     time_limit: float = 8.0,
     config: AttemptConfig | None = None,
-    keep: int = KEEP_FRAMES,
-    progressive: bool = False,
     camera_label: str | None = None,
 ) -> AttemptOutcome:
-    """One attempt of ``presenter`` against ``reference`` (see the module docstring).
-
-    ``progressive``: embed a frame as soon as it enters the best frames (the server would do it
-    in its worker between frames), so that only the comparison and the checks are left after
-    the last challenge.
-    """
+    """One attempt of ``presenter`` against ``reference`` (see the module docstring)."""
     policy = policy or load_policy()
     plan = draw_challenges(3, vocabulary, rng, time_limit=time_limit)
-    attempt = Attempt(plan, config)
+    attempt = Attempt(plan, config, rng)
     attempt.start(0.0)
     tracker = Tracker()
-    best = BestFrames(keep)
-    vectors: dict[int, object] = {}  # id(image) → embedding, for progressive embedding
-    embedded_ms = 0.0
+    binder = _Binder(engine)
     frames = 0
     t = 0.0
     while t <= max_seconds and attempt.state in (AttemptState.BASELINE, AttemptState.CHALLENGE):
         current = attempt.current
         image = presenter.frame(t, None if current is None else current[1].value)
         analysis = engine.analyse(image, tracker)
-        attempt.observe(t, _observation(image, analysis.face))
+        attempt.observe(t, observation(image, analysis, frames))
+        binder.keep(attempt, frames, image, analysis.face)
+        after: AttemptState = attempt.state
+        if after is not AttemptState.ANALYSING:
+            binder.ms += binder.embed_final(attempt)  # while the customer goes on
         frames += 1
-        if best.offer(analysis, image) and progressive and analysis.face is not None:
-            start = time.perf_counter()
-            vectors[id(image)] = engine.embed(image, analysis.face)
-            embedded_ms += (time.perf_counter() - start) * 1000
-        t = frames / fps
+        t += 1.0 / (camera_fps if attempt.camera_rate else fps)
     attempt.tick(t)
     result = attempt.result()
-    decision_ms = None
     start = time.perf_counter()
-    embed_ms = 0.0
+    scoring_ms = binder.embed_final(attempt)
     scores: FrameScores | None = None
-    if result.state is AttemptState.ANALYSING and best.items:
-        if progressive:
-            kept = [vectors[id(image)] for _, image, _ in best.items]
-            scores = similarities_to(engine, reference, kept)  # type: ignore[arg-type]
-            pads = [engine.live_score(i, f) for i, f in best.frames]
-            scores = FrameScores(
-                scores.model_key,
-                scores.similarities,
-                scores.identity,
-                tuple(p for p in pads if p is not None),
-            )
-        else:
-            scores = score_frames(engine, reference, best.frames)
-        embed_ms = (time.perf_counter() - start) * 1000
-    elif best.items and engine.pad is not None:
-        scores = score_frames(engine, reference, best.frames, embed=False)
+    if binder.scored:
+        scores = frame_scores(engine, reference, list(binder.scored.values()))
     decision = judge(service, result, scores, policy, camera_label)
+    decision_ms = None
     if result.state is AttemptState.ANALYSING:
         decision_ms = (time.perf_counter() - start) * 1000
         attempt.conclude(t, decision.outcome.state, ",".join(decision.codes))
@@ -170,9 +194,12 @@ def simulate(
         completed_at=completed,
         completed_total=total,
         decision_ms=decision_ms,
-        scoring_ms=embed_ms,
-        embedded_during_ms=embedded_ms,
+        scoring_ms=scoring_ms,
+        embedded_during_ms=binder.ms,
         frames=frames,
+        bound=len(binder.scored),
+        unchecked=0 if scores is None else len(scores.unchecked),
+        min_reference=min(scores.reference) if scores and scores.reference else None,
         timeline=tuple(
             (round(e.t, 2), e.kind.value, e.detail or (e.action.value if e.action else ""))
             for e in final.events

@@ -1,7 +1,8 @@
 // The advisor's case panel: the service and its step, "Confirm identity" / "Decline" on a passed
-// attempt (sent as grant.confirm / grant.decline over the console's socket), the supervisor's
+// attempt and "Decline" (with its required reason) on one that failed, was referred or was
+// stopped (sent as grant.confirm / grant.decline over the console's socket), the supervisor's
 // approval and the outcome. Everything shown comes from the server's service-state messages
-// (masked values only).
+// (masked values only); which attempt just ended comes from the identity check's panel.
 
 import { $, announce, errorText, msg } from "./common.js";
 import {
@@ -15,6 +16,11 @@ import {
   serviceTitle,
   stepText,
 } from "./service_text.js";
+import { VERIFY_EVENT } from "./verify_ui.js";
+
+// Outcomes of an attempt the advisor may decline without a pass (an undecided one does not
+// count: the check is simply run again).
+const DECLINABLE = new Set(["fail", "refer", "aborted"]);
 
 export class CasePanel {
   /** `send(message)` goes to the WebSocket. */
@@ -23,6 +29,8 @@ export class CasePanel {
     this.status = null;
     this.approvalSeen = null; // the case's approval as last seen (the status may drop it)
     this.pending = false; // a decision was sent; waiting for the server's answer
+    this.unpassed = null; // the attempt that just ended without a pass (id), while declinable
+    document.addEventListener(VERIFY_EVENT, (event) => this.verifyChanged(event.detail || {}));
     $("grant-confirm").addEventListener("click", () => this.confirm());
     $("grant-decline").addEventListener("click", () => this.decline());
     $("decline-reason").addEventListener("keydown", (event) => {
@@ -38,6 +46,7 @@ export class CasePanel {
     this.status = null;
     this.approvalSeen = null;
     this.pending = false;
+    this.unpassed = null;
     for (const id of ["case-service", "case-step", "case-approval", "case-outcome-text"]) {
       $(id).textContent = "";
     }
@@ -126,25 +135,48 @@ export class CasePanel {
     $("case-outcome-details").replaceChildren(...(receipt ? detailItems(receipt) : []));
   }
 
-  get canDecide() {
+  /** An identity check started (nothing to decline until it ends) or ended. */
+  verifyChanged(detail) {
+    const ended = detail.phase === "result" && DECLINABLE.has(detail.outcome);
+    this.unpassed = ended && detail.attempt_id ? detail.attempt_id : null;
+    if (this.unpassed) this.showError(null);
+    this.updateButtons();
+  }
+
+  get canConfirm() {
     const s = this.status;
     return !!s && s.step === "confirm" && !!s.attempt_id && !this.pending;
   }
 
+  /** The attempt a decline would be about: the passed one waiting for confirmation, or the
+   * one that just ended without a pass (the status then still asks for a check). */
+  get declineTarget() {
+    const s = this.status;
+    if (!s || this.pending) return null;
+    if (s.step === "confirm" && s.attempt_id) return s.attempt_id;
+    if (s.step === "verify" && this.unpassed) return this.unpassed;
+    return null;
+  }
+
   updateButtons() {
-    const can = this.canDecide;
-    $("grant-confirm").disabled = !can;
-    $("grant-decline").disabled = !can;
-    $("decline-reason").disabled = !can;
+    const target = this.declineTarget;
+    $("grant-confirm").disabled = !this.canConfirm;
+    $("grant-decline").disabled = !target;
+    $("decline-reason").disabled = !target;
+    const unpassed = !!target && target === this.unpassed && !this.canConfirm;
+    $("grant-hint").textContent = msg(
+      unpassed ? "service.case.decline_hint" : "service.case.confirm_hint",
+    );
   }
 
   confirm() {
-    if (!this.canDecide) return;
+    if (!this.canConfirm) return;
     this.decided({ type: "grant.confirm", attempt_id: this.status.attempt_id });
   }
 
   decline() {
-    if (!this.canDecide) return;
+    const target = this.declineTarget;
+    if (!target) return;
     const reason = $("decline-reason").value.trim().slice(0, 200);
     if (!reason) {
       this.showError(msg("service.case.reason_required"));
@@ -153,7 +185,7 @@ export class CasePanel {
       return;
     }
     $("decline-reason").removeAttribute("aria-invalid");
-    this.decided({ type: "grant.decline", attempt_id: this.status.attempt_id, reason });
+    this.decided({ type: "grant.decline", attempt_id: target, reason });
   }
 
   decided(message) {
