@@ -12,14 +12,23 @@ presenting person's clip contains:
 * ``replay`` — their clip replayed from the start, looping, ignoring the challenges;
 * ``other_person`` — another person of ``PEOPLE`` answering the challenges correctly (drawn from
   what *that* person can do), checked against the first person's reference;
-* ``screen_photo`` — ``image_F2.jpg`` (a face on a tablet) enrolled and presented.
+* ``screen_photo`` — ``image_F2.jpg`` (a face on a tablet) enrolled and presented;
+* the swaps of ``verification.evaluation.swaps`` (``swap_pauses``, ``swap_baseline``,
+  ``swap_mid_challenge``, ``swap_blurred``, ``swap_clip``, ``second_face``): the victim's photo
+  (or clip) in front of the camera when it does not count and another real person answering the
+  challenges (the plan drawn from that person's vocabulary), checked against the victim.
+
+Genuine attempts run for every usable person (``Person.usable``: a clip with a head movement and
+another action) of ``EVERYONE``; attacks target the three people of ``PEOPLE``. ``--per-action``
+runs plans of one challenge for every action of every person of ``EVERYONE`` (the clips of the
+extras hold one or two actions only): the detection rate of each action on real movement.
 
 Prints one JSON object: APCER per attack type and BPCER with their counts, what stopped each
 attack (reason codes; "timeout only" when nothing but a challenge timeout did), median time for
 a genuine customer to meet three challenges, decision latency after the last challenge (split
 into scoring the best frames and the checks). Deterministic for a given ``--seed`` whatever
 ``--jobs``: every attempt has its own seeded generator.
-Usage: ``python bench/eval_liveness.py --attempts 10 --jobs 2``.
+Usage: ``python bench/eval_liveness.py --genuine 20 --attempts 14 --per-action 4 --jobs 2``.
 """
 
 from __future__ import annotations
@@ -38,10 +47,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from verification.challenges import Action
+from verification.challenges import Action, Challenge, ChallengePlan
 from verification.config import build_engine
 from verification.engine import FaceEngine, Template, encode_jpeg
 from verification.evaluation.attacks import (
+    EVERYONE,
     PEOPLE,
     Clip,
     ClipReplay,
@@ -56,6 +66,7 @@ from verification.evaluation.attacks import (
 )
 from verification.evaluation.metrics import apcer_per_type, bpcer
 from verification.evaluation.simulator import AttemptOutcome, simulate
+from verification.evaluation.swaps import SWAP_KINDS, make_swap
 from verification.policy import load_policy
 
 logger = logging.getLogger("bench.eval_liveness")
@@ -63,8 +74,11 @@ logger = logging.getLogger("bench.eval_liveness")
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SCREEN = "presentation_attack/silent_face/image_F2.jpg"
-KINDS = ("genuine", "photo_still", "photo_moved", "replay", "other_person", "screen_photo")
+ATTACKS = ("photo_still", "photo_moved", "replay", "other_person", "screen_photo", *SWAP_KINDS)
+KINDS = ("genuine", *ATTACKS)
 PASSIVE = ("liveness.planar_motion", "liveness.frozen", "identity.changed", "pad.spoof")
+GENUINE = tuple(p for p in EVERYONE if p.usable)
+BY_NAME = {p.name: p for p in EVERYONE}
 
 
 def _other(who: Person) -> Person:
@@ -91,6 +105,10 @@ def _presenter(
         return presenter, who.name, other
     if kind == "screen_photo":
         return StillPhoto(screen, rng, kind=kind, tremor=2.0, size=size), "screen", who
+    if kind in SWAP_KINDS:
+        other = _other(who)
+        swap = make_swap(kind, photo, clip, other, clips[other.name], rng, size=size)
+        return swap, who.name, other
     raise ValueError(kind)
 
 
@@ -102,10 +120,10 @@ def _init(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     size = (args.width, args.height)
     engine: FaceEngine = build_engine(args.backend, args.models)
-    clips = {p.name: load_clip(args.data / p.clip, size) for p in PEOPLE}
+    clips = {p.name: load_clip(args.data / p.clip, size) for p in EVERYONE}
     screen = read_photo(args.data / SCREEN)
     references: dict[str, Template] = {
-        p.name: engine.enrol(encode_jpeg(photo_of(p, clips[p.name]))) for p in PEOPLE
+        p.name: engine.enrol(encode_jpeg(photo_of(p, clips[p.name]))) for p in EVERYONE
     }
     references["screen"] = engine.enrol(encode_jpeg(screen))
     _STATE.update(
@@ -120,13 +138,19 @@ def _init(args: argparse.Namespace) -> None:
 
 
 def _one(job: tuple[str, str, int]) -> dict[str, Any]:
-    """One attempt: (person, kind, index) with its own generator."""
+    """One attempt: (person, kind, index) with its own generator; kind "action:<name>" is a
+    genuine attempt with a plan of that one challenge."""
     name, kind, index = job
     args = _STATE["args"]
-    who = next(p for p in PEOPLE if p.name == name)
+    who = BY_NAME[name]
     rng = random.Random(f"{args.seed}:{name}:{kind}:{index}")
+    plan = None
+    if kind.startswith("action:"):
+        action = Action(kind.split(":", 1)[1])
+        pause = round(rng.uniform(0.4, 1.0), 3)
+        plan = ChallengePlan(f"{name}-{kind}-{index}", (Challenge(action, 8.0, pause),))
     presenter, ref, chooser = _presenter(
-        kind, who, _STATE["clips"], _STATE["screen"], rng, _STATE["size"]
+        "genuine" if plan else kind, who, _STATE["clips"], _STATE["screen"], rng, _STATE["size"]
     )
     outcome: AttemptOutcome = simulate(
         _STATE["engine"],
@@ -137,14 +161,26 @@ def _one(job: tuple[str, str, int]) -> dict[str, Any]:
         policy=_STATE["policy"],
         service=args.service,
         fps=args.fps,
-        keep=args.keep,
+        camera_fps=args.camera_fps,
+        plan=plan,
     )
-    return {"person": name, **asdict(outcome)}
+    row = {"person": name, **asdict(outcome)}
+    if plan is not None:
+        row["kind"] = kind
+    row.pop("timeline", None) if not args.verbose else None
+    return row
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Simulate every (person, kind, attempt) and summarise (see the module docstring)."""
-    jobs = [(p.name, k, i) for i in range(args.attempts) for p in PEOPLE for k in KINDS]
+    jobs = [(p.name, "genuine", i) for i in range(args.genuine) for p in GENUINE]
+    jobs += [(p.name, k, i) for i in range(args.attempts) for p in PEOPLE for k in ATTACKS]
+    jobs += [
+        (p.name, f"action:{a}", i)
+        for i in range(args.per_action)
+        for p in EVERYONE
+        for a in p.vocabulary
+    ]
     if args.jobs > 1:
         context = multiprocessing.get_context("spawn")
         with context.Pool(args.jobs, initializer=_init, initargs=(args,)) as pool:
@@ -181,7 +217,44 @@ def _pct(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def _per_action(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Detection of each action in plans of one challenge: met within its time limit."""
+    out: dict[str, Any] = {}
+    for action in sorted({r["kind"].split(":", 1)[1] for r in rows}):
+        mine = [r for r in rows if r["kind"] == f"action:{action}"]
+        people = sorted({r["person"] for r in mine})
+        met = sum(1 for r in mine if r["liveness_passed"])
+        out[action] = {
+            "detected": met,
+            "attempts": len(mine),
+            "rate": round(met / len(mine), 4) if mine else None,
+            "people": len(people),
+            "per_person": {
+                p: f"{sum(1 for r in mine if r['person'] == p and r['liveness_passed'])}/"
+                f"{sum(1 for r in mine if r['person'] == p)}"
+                for p in people
+            },
+            "missed_by": dict(
+                collections.Counter(
+                    r["reason"] or "decision" for r in mine if not r["liveness_passed"]
+                )
+            ),
+        }
+    return out
+
+
+def _per_person(rows: list[dict[str, Any]]) -> dict[str, str]:
+    names = sorted({r["person"] for r in rows})
+    return {
+        n: f"{sum(1 for r in rows if r['person'] == n and r['accepted'])}/"
+        f"{sum(1 for r in rows if r['person'] == n)}"
+        for n in names
+    }
+
+
 def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    actions = [r for r in rows if r["kind"].startswith("action:")]
+    rows = [r for r in rows if not r["kind"].startswith("action:")]
     genuine = [r for r in rows if r["kind"] == "genuine"]
     attacks = [(r["kind"], r["accepted"]) for r in rows if r["kind"] != "genuine"]
     times = [r["completed_at"] for r in genuine if r["completed_at"] is not None]
@@ -202,11 +275,13 @@ def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, 
         "checks, PAD if any, decision.decide with the policy)",
         "apcer": {k: v.as_dict() for k, v in apcer_per_type(attacks).items()},
         "bpcer": bpcer([r["accepted"] for r in genuine]).as_dict(),
+        "genuine_accepted_per_person": _per_person(genuine),
+        "per_action_detection": _per_action(actions),
         "genuine_failures": dict(
             collections.Counter(",".join(r["stopped_by"]) for r in genuine if not r["accepted"])
         ),
         "attacks_stopped_by": {
-            kind: _breakdown([r for r in rows if r["kind"] == kind]) for kind in KINDS[1:]
+            kind: _breakdown([r for r in rows if r["kind"] == kind]) for kind in ATTACKS
         },
         "genuine_completion_s": {
             "median": statistics.median(times) if times else None,
@@ -223,8 +298,10 @@ def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, 
             "max": max(latency) if latency else None,
             "scoring_median": statistics.median(scoring) if scoring else None,
             "count": len(latency),
-            "frames_embedded": args.keep,
+            "measured_as": "simulator, one process: embedding the bound frames left after the "
+            "last challenge, comparing and judging",
         },
+        "bound_frames_median": statistics.median(r["bound"] for r in rows) if rows else None,
         "genuine_match_scores": sorted(
             round(r["match_score"], 3) for r in genuine if r["match_score"] is not None
         ),
@@ -237,16 +314,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     default_data = Path(os.environ.get("CLOUDBRANCH_SHARED_DATA", REPO.parent / "shared" / "data"))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=default_data)
-    parser.add_argument("--attempts", type=int, default=3, help="per person and kind")
+    parser.add_argument("--attempts", type=int, default=3, help="per attacked person and attack")
+    parser.add_argument("--genuine", type=int, default=3, help="genuine attempts per person")
+    parser.add_argument("--per-action", type=int, default=0, help="one-challenge plans per action")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fps", type=float, default=10.0)
+    parser.add_argument("--camera-fps", type=float, default=30.0, help="while a blink is asked")
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--backend", default="dlib", choices=("dlib", "onnx", "fused"))
     parser.add_argument("--models", type=Path, default=None, help="models folder (adds PAD)")
     parser.add_argument("--policy", type=Path, default=None, help="default: the packaged one")
     parser.add_argument("--service", default="pin_change")
-    parser.add_argument("--keep", type=int, default=3, help="best frames embedded")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--verbose", action="store_true", help="list every attempt")
     return parser.parse_args(argv)

@@ -78,9 +78,12 @@ def _load(path: Path) -> tuple[list[VideoFrame], list[VideoFrame], bytes]:
 class Sent:
     messages: list[Any] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    deciding: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __call__(self, case_id: str, msg: Any) -> None:
         self.messages.append(msg)
+        if isinstance(msg, VerifyProgress) and msg.phase == "analysing":
+            self.deciding.set()
         if isinstance(msg, VerifyResult):
             self.done.set()
 
@@ -228,9 +231,8 @@ class PresenterVideo:
         return VideoFrame.from_ndarray(image, format="rgb24")
 
 
-async def test_a_genuine_customer_passes_through_the_server_path(
-    rig: Rig, shared_data: Path
-) -> None:
+async def _katie(rig: Rig, shared_data: Path) -> VerifyTarget:
+    """Katie Hill enrolled with her photo, answering the desk's challenges from her clip."""
     who = person("sadtalker-katiehill")
     clip = await asyncio.to_thread(load_clip, shared_data / who.clip)
     photo = await asyncio.to_thread(encode_jpeg, photo_of(who, clip))
@@ -252,10 +254,49 @@ async def test_a_genuine_customer_passes_through_the_server_path(
     rig.desk.reset_vocabulary()
     presenter = GenuinePresenter(who, clip, random.Random(3))
     video = PresenterVideo(rig.desk, "case-1", presenter)
-    await rig.desk.start(VerifyTarget("case-1", rig.case_id, katie.id, 1, "pin_change", video))
+    return VerifyTarget("case-1", rig.case_id, katie.id, 1, "pin_change", video)
+
+
+async def test_a_genuine_customer_passes_through_the_server_path(
+    rig: Rig, shared_data: Path
+) -> None:
+    await rig.desk.start(await _katie(rig, shared_data))
     await asyncio.wait_for(rig.sent.done.wait(), 60)
     result = rig.sent.messages[-1]
     assert result.outcome == "pass", result.reasons
     assert result.scores["match"] > 0.6
     progress = [m for m in rig.sent.messages if isinstance(m, VerifyProgress)]
     assert [p.met for p in progress][-1] == 3
+
+
+async def test_hanging_up_while_the_server_decides_keeps_the_pass(
+    rig: Rig, shared_data: Path
+) -> None:
+    # The customer met every challenge; the call ends while the server is still deciding.
+    await rig.desk.start(await _katie(rig, shared_data))
+
+    await asyncio.wait_for(rig.sent.deciding.wait(), 60)
+    await rig.desk.cancel("case-1")  # the hang-up
+    assert rig.sent.done.is_set()  # cancel waited for the stored decision
+    result = rig.sent.messages[-1]
+    assert result.outcome == "pass", result.reasons
+    async with rig.db.session() as s:
+        row = (await s.scalars(select(VerificationAttempt))).one()
+    assert row.state == "passed"
+
+
+async def test_leaving_an_attempt_counts_as_a_failure_towards_the_lock(rig: Rig) -> None:
+    from cases.attempts import Finished
+
+    for _ in range(4):
+        attempt_id = await rig.attempts.create(rig.case_id, rig.customer_id, 1, "n" * 16, [])
+        await rig.attempts.finish(attempt_id, Finished("failed"))
+    rig.desk.config = VerificationConfig(
+        max_attempts_per_case=99, challenge_seconds=3.0, vocabulary=("blink", "turn_left")
+    )
+    # Walking away from a failing attempt (hang-up, closed page) must not dodge the lock.
+    await rig.desk.start(target(rig, rig.moving))
+    await rig.desk.cancel("case-1")
+    result = rig.sent.messages[-1]
+    assert result.outcome == "aborted" and result.counted and result.locked
+    assert await rig.attempts.is_locked(rig.customer_id)

@@ -273,10 +273,11 @@ async def test_advisor_verifies_the_customer_and_only_the_advisor_sees_the_evide
     await expect(cust.locator("#verify-steps li")).to_have_count(3)
     started = advisor_ws.messages("verify.started")
     assert len(started) == 1, started
-    drawn = started[0]["challenges"]
-    assert len(drawn) >= 3 and set(drawn) <= set(vocabulary), f"not from the vocabulary: {drawn}"
+    # The plan stays on the server: the pages learn how many steps, and each step when shown.
+    assert started[0]["total"] == 3 and "challenges" not in started[0], started
+    step = catalogue["verify.step"]
     await expect(cust.locator("#verify-steps li")).to_have_text(
-        [catalogue[f"verify.challenge.{c}"] for c in drawn]
+        [step.replace("{n}", str(n)).replace("{total}", "3") for n in (1, 2, 3)]
     )
 
     outcome = await wait_outcome(cust, "customer", DECISIONS, DECISION_TIMEOUT_MS)
@@ -288,6 +289,19 @@ async def test_advisor_verifies_the_customer_and_only_the_advisor_sees_the_evide
     assert len(results) == 1, results
     result = results[0]
     progress = advisor_ws.messages("verify.progress")
+    revealed: dict[int, str] = {}
+    for m in progress:
+        if m["phase"] == "challenge" and m.get("challenge"):
+            assert revealed.setdefault(m["index"], m["challenge"]) == m["challenge"], progress
+    drawn = [revealed[i] for i in sorted(revealed)]
+    assert set(drawn) <= set(vocabulary), f"not from the vocabulary: {drawn}"
+    # What the customer's page received, message by message: never a challenge before its turn.
+    seen = -1
+    for m in customer_ws.messages("verify.progress"):
+        if m.get("challenge"):
+            assert m["phase"] == "challenge" and m["index"] <= seen + 1, m
+            seen = max(seen, m["index"])
+        assert "challenges" not in m and "plan" not in m, m
     logs = {
         who: await page.evaluate("() => window.__verifyLog")
         for who, page in (("advisor", advisor), ("customer", cust))
@@ -316,9 +330,12 @@ async def test_advisor_verifies_the_customer_and_only_the_advisor_sees_the_evide
     met = max((m["met"] for m in progress), default=0)
     for who, log in logs.items():
         done = max(e["done"] for e in log)
-        assert done == met or (outcome == "pass" and done == len(drawn)), (who, log, met)
+        assert done == met or (outcome == "pass" and done == 3), (who, log, met)
     if outcome == "pass":
-        assert met == len(drawn), timeline(progress)
+        assert met == 3 and len(drawn) == 3, timeline(progress)
+        await expect(cust.locator("#verify-steps li .step-text")).to_have_text(
+            [catalogue[f"verify.challenge.{c}"] for c in drawn]
+        )
 
     # ---- the advisor's evidence ----------------------------------------------------------
     assert result["best_frame_url"], result

@@ -13,6 +13,7 @@ import pytest
 from tests.verification import clipdata as cd
 from verification.challenges import (
     DEFAULT_VOCABULARY,
+    POSE,
     Action,
     Challenge,
     Detection,
@@ -220,3 +221,14 @@ def test_a_wide_open_mouth_is_not_a_smile() -> None:
     laugh = _series(smile=[1, 1, 1.3, 1.3, 1.3, 1.3, 1], mar=[0, 0, 0.6, 0.6, 0.6, 0.6, 0])
     assert detect(Action.SMILE, laugh) is None
     assert detect(Action.OPEN_MOUTH, laugh) is not None
+
+
+def test_no_plan_can_be_met_by_natural_blinking_smiling_or_talking() -> None:
+    # A replayed talking head blinks, smiles and opens its mouth on its own: every plan holds a
+    # head movement, which the recording would have to make in the instruction's window.
+    rng = random.Random(5)
+    for vocabulary in (DEFAULT_VOCABULARY, list(Action), [Action.BLINK, Action.SMILE, Action.NOD]):
+        for _ in range(2000):
+            assert set(draw_actions(3, vocabulary, rng)) & POSE
+    with pytest.raises(ValueError, match="head movement"):
+        draw_actions(3, [Action.BLINK, Action.SMILE, Action.OPEN_MOUTH], rng)

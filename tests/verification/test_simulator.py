@@ -28,6 +28,7 @@ from verification.evaluation.attacks import (
     read_photo,
 )
 from verification.evaluation.simulator import simulate
+from verification.evaluation.swaps import SWAP_KINDS, make_swap
 from verification.policy import load_policy
 
 KATIE, D12 = "sadtalker-katiehill", "liveportrait-d12"
@@ -161,3 +162,18 @@ def test_a_replay_that_moves_while_waiting_for_the_instruction_is_refused(
         assert not outcome.accepted, outcome
         stopped |= set(outcome.stopped_by)
     assert stopped <= {"liveness.moved_before_prompt", "liveness.wrong_action"}, stopped
+
+
+@pytest.mark.parametrize("kind", SWAP_KINDS)
+def test_present_then_swap_is_refused(
+    engine: FaceEngine, clips: dict[str, Clip], references: dict[str, Template], kind: str
+) -> None:
+    """Katie's photo (or clip) where it does not count, D12 answering the challenges (the plan
+    drawn from what D12 can do): the frames that meet the challenges are not Katie's."""
+    rng = random.Random(11)
+    katie, d12 = person(KATIE), person(D12)
+    swap = make_swap(kind, photo_of(katie, clips[KATIE]), clips[KATIE], d12, clips[D12], rng)
+    vocabulary = [Action(a) for a in d12.vocabulary]
+    outcome = simulate(engine, references[KATIE], swap, vocabulary, rng, policy=POLICY)
+    assert not outcome.accepted, outcome
+    assert outcome.outcome == "fail" and outcome.stopped_by, outcome

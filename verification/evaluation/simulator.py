@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from verification.attempt import Attempt, AttemptConfig, AttemptState, FrameObservation
 from verification.binding import BoundFrame
-from verification.challenges import Action, draw_challenges
+from verification.challenges import Action, ChallengePlan, draw_challenges
 from verification.decision import Decision
 from verification.engine import FaceEngine, FrameAnalysis, Template, Tracker
 from verification.evaluation.attacks import Presenter
@@ -141,10 +141,12 @@ def simulate(
     time_limit: float = 8.0,
     config: AttemptConfig | None = None,
     camera_label: str | None = None,
+    plan: ChallengePlan | None = None,
 ) -> AttemptOutcome:
-    """One attempt of ``presenter`` against ``reference`` (see the module docstring)."""
+    """One attempt of ``presenter`` against ``reference`` (see the module docstring); ``plan``
+    replaces the drawn plan (the bench's per-action detection runs plans of one challenge)."""
     policy = policy or load_policy()
-    plan = draw_challenges(3, vocabulary, rng, time_limit=time_limit)
+    plan = plan or draw_challenges(3, vocabulary, rng, time_limit=time_limit)
     attempt = Attempt(plan, config, rng)
     attempt.start(0.0)
     tracker = Tracker()
