@@ -125,8 +125,13 @@ def decide(
     matched, score, limits = _match_findings(match, service, policy)
     if failed and match is None:
         matched = []  # liveness already failed: no face was compared, say that reason alone
-    findings = [*failed, *passive, *matched]
-    reasons = tuple(Reason(f.code, policy.severity_of(service, f.code), f.detail) for f in findings)
+    details: dict[str, dict[str, float | str]] = {}
+    for f in (*failed, *passive, *matched):  # one reason per code (two checks may name it)
+        merged = details.setdefault(f.code, {})
+        merged.update({k: v for k, v in f.detail.items() if k not in merged})
+    reasons = tuple(
+        Reason(code, policy.severity_of(service, code), detail) for code, detail in details.items()
+    )
     severities = {r.severity for r in reasons}
     outcome = (
         Outcome.FAIL

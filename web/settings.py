@@ -92,6 +92,7 @@ def _verification(env: Mapping[str, str]) -> VerificationConfig:
             models_dir=Path(models).resolve() if models else None,
             workers=_int(env, "FACE_WORKERS", 1),
             sample_fps=float(_int(env, "VERIFY_FPS", 10)),
+            camera_fps=float(_int(env, "VERIFY_CAMERA_FPS", 30)),
             challenges=_int(env, "VERIFY_CHALLENGES", 3),
             vocabulary=vocabulary,
             pause=_pause(_str(env, "VERIFY_PAUSE", "")),
