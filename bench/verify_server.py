@@ -7,15 +7,20 @@ honest genuine presenters (real people answering each challenge with a real segm
 own clip, reacting like a person). Prints JSON: outcomes, time to complete the challenges, and
 the decision latency after the last challenge (target ≤ 500 ms).
 
-    python bench/verify_server.py [--attempts 5]
+    python bench/verify_server.py [--attempts 5] [--load 2]
+
+``--load N`` runs N processes that spin on the CPU meanwhile (a node busy with calls): the
+attempt must still be decided, or end "undecided" (not counted) — never fail the customer.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import functools
 import json
+import multiprocessing
 import os
 import random
 import statistics
@@ -164,6 +169,7 @@ def _report(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
         "path": "cases.verify.VerifyDesk + EngineService (dlib, 1 worker process), 10 fps",
         "attempts": len(outcomes),
         "genuine_passed": len(passed),
+        "outcomes_count": dict(collections.Counter(o["outcome"] for o in outcomes)),
         "bpcer": round(1 - len(passed) / len(outcomes), 4) if outcomes else None,
         "seconds_start_to_last_challenge_median": statistics.median(completion)
         if completion
@@ -178,11 +184,31 @@ def _report(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _spin(stop: Any) -> None:
+    while not stop.is_set():
+        sum(i * i for i in range(10_000))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--attempts", type=int, default=5, help="attempts per person")
     parser.add_argument("--person-clock", choices=("wall", "reads"), default="wall")
-    print(json.dumps(asyncio.run(run(parser.parse_args())), indent=2))
+    parser.add_argument("--load", type=int, default=0, help="CPU-spinning processes beside")
+    args = parser.parse_args()
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    busy = [context.Process(target=_spin, args=(stop,), daemon=True) for _ in range(args.load)]
+    for process in busy:
+        process.start()
+    try:
+        report = asyncio.run(run(args))
+    finally:
+        stop.set()
+        for process in busy:
+            process.join(5)
+    report["load_processes"] = args.load
+    report["cpus"] = os.cpu_count()
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
