@@ -19,6 +19,7 @@ server stalls too long the attempt ends *undecided*, which counts for nothing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from cases.errors import InvalidTransition
 from media.tap import tap_or_idle
 from signaling.messages import VerifyProgress
 from verification.attempt import Attempt, AttemptResult, AttemptState, FrameObservation
-from verification.binding import BoundFrame
+from verification.binding import BoundFrame, Role
 from verification.config import VerificationConfig
 from verification.decision import Decision
 from verification.engine import FrameAnalysis, Template, Tracker
@@ -202,6 +203,10 @@ class VerifyRun:
         self._wake = asyncio.Event()
         self.images: dict[int, tuple[Image, Face]] = {}  # frame id → image of a bound frame
         self._embeds: dict[BoundFrame, asyncio.Task[BoundScore]] = {}
+        # Frame id → its embedding, started as soon as the frame is bound or, when the embedder
+        # is idle, while it is still a candidate (the best or the random frame of the segment
+        # under way), so that little is left to embed once the last challenge is met.
+        self._by_frame: dict[int, asyncio.Task[BoundScore]] = {}
         self._frames = 0
         self.hashes: list[str] = []
         self.guidance: str | None = None
@@ -234,9 +239,10 @@ class VerifyRun:
             self.move(Phase.DECIDING)
             return await self._decide()
         finally:
-            for task in self._embeds.values():
+            tasks = [*self._embeds.values(), *self._by_frame.values()]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*self._embeds.values(), return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     # ---- observing -------------------------------------------------------------------------
 
@@ -293,7 +299,8 @@ class VerifyRun:
         return tracker, changed
 
     def _keep(self, frame_id: int, image: Image, face: Face | None) -> None:
-        """Hold the images the attempt may bind; start embedding each bound frame once final."""
+        """Hold the images the attempt may bind; embed each bound frame once final, and one
+        candidate ahead while the embedder has nothing else to do."""
         wanted = self.attempt.keep
         if face is not None and frame_id in wanted:
             self.images[frame_id] = (image, face)
@@ -301,9 +308,28 @@ class VerifyRun:
             del self.images[stale]
         for bound in self.attempt.bound:
             if bound not in self._embeds and bound.frame in self.images:
-                image_, face_ = self.images[bound.frame]
-                job = self._ctx.engine.embed_bound(bound, image_, face_)
-                self._embeds[bound] = asyncio.create_task(job, name=f"embed:{self.attempt_id}")
+                embedding = self._embedding(bound.frame, bound)
+                self._embeds[bound] = asyncio.create_task(
+                    _rebound(embedding, bound), name=f"embed:{self.attempt_id}"
+                )
+        bound_frames = {b.frame for b in self._embeds}
+        for frame in [f for f in self._by_frame if f not in wanted and f not in bound_frames]:
+            self._by_frame.pop(frame).cancel()
+        if all(task.done() for task in self._by_frame.values()):
+            ahead = [f for f in self.images if f not in self._by_frame]
+            if ahead:
+                latest = max(ahead)
+                self._embedding(latest, BoundFrame(latest, 0.0, Role.RANDOM, "candidate"))
+
+    def _embedding(self, frame: int, bound: BoundFrame) -> asyncio.Task[BoundScore]:
+        """The embedding of ``frame`` (started now unless it already was)."""
+        task = self._by_frame.get(frame)
+        if task is None or task.cancelled():
+            image, face = self.images[frame]
+            job = self._ctx.engine.embed_bound(bound, image, face)
+            task = asyncio.create_task(job, name=f"embed-frame:{self.attempt_id}")
+            self._by_frame[frame] = task
+        return task
 
     # ---- deciding --------------------------------------------------------------------------
 
@@ -352,3 +378,8 @@ class VerifyRun:
 
 
 _LIVE = (AttemptState.BASELINE, AttemptState.CHALLENGE)
+
+
+async def _rebound(embedding: asyncio.Task[BoundScore], bound: BoundFrame) -> BoundScore:
+    """The frame's embedding, under the role it was finally bound with."""
+    return dataclasses.replace(await asyncio.shield(embedding), frame=bound)
