@@ -148,7 +148,10 @@ class VerifyDesk:
             time_limit=self.config.challenge_seconds,
             min_challenges=3,
             pause=self.config.pause,
+            replayable=self.config.replayable_plans,
         )
+        if self.config.replayable_plans:
+            log.warning("verification plans without a head movement (a test setting)")
         challenges = [c.action.value for c in plan.challenges]
         attempt_id = await self.attempts.create(
             target.case_id, target.customer_id, target.advisor_id, plan.nonce, challenges
@@ -297,10 +300,16 @@ class VerifyDesk:
         )
 
     async def _best_frame(self, run: VerifyRun, outcome: RunOutcome) -> str | None:
+        """The challenge frame most like the reference; when no face was compared (liveness
+        stopped the attempt) the latest frame the attempt held, so that the advisor and the
+        auditor still see who was in front of the camera."""
         best = None if outcome.scores is None else outcome.scores.best
-        if best is None or best.frame not in run.images:
+        if best is not None and best.frame in run.images:
+            image = run.images[best.frame][0]
+        elif run.images:
+            image = run.images[max(run.images)][0]
+        else:
             return None
-        image = run.images[best.frame][0]
         return await self.blobs.put(await asyncio.to_thread(encode_jpeg, image))
 
     def _evidence(self, live: _Live, outcome: RunOutcome, best_key: str | None) -> bytes:

@@ -115,20 +115,24 @@ class ChallengePlan:
             raise ValueError("nonce too short")
 
 
-def _plans(n: int, choices: Sequence[Action]) -> list[tuple[Action, ...]]:
-    """Every sequence of ``n`` actions with a head movement and no action twice in a row;
-    without a left-right swing when the vocabulary leaves such plans."""
+def _plans(n: int, choices: Sequence[Action], pose: bool = True) -> list[tuple[Action, ...]]:
+    """Every sequence of ``n`` actions with a head movement (unless ``pose`` is False) and no
+    action twice in a row; without a left-right swing when the vocabulary leaves such plans."""
     plans = [
         p
         for p in itertools.product(choices, repeat=n)
-        if any(a in POSE for a in p) and all(a != b for a, b in itertools.pairwise(p))
+        if (not pose or any(a in POSE for a in p)) and all(a != b for a, b in itertools.pairwise(p))
     ]
     calm = [p for p in plans if all(_OPPOSITE.get(a) != b for a, b in itertools.pairwise(p))]
     return calm or plans
 
 
 def draw_actions(
-    n: int, vocabulary: Sequence[Action] = DEFAULT_VOCABULARY, rng: Random | None = None
+    n: int,
+    vocabulary: Sequence[Action] = DEFAULT_VOCABULARY,
+    rng: Random | None = None,
+    *,
+    replayable: bool = False,
 ) -> tuple[Action, ...]:
     """``n`` actions from ``vocabulary``, uniformly among the plans that hold at least one
     head movement (:data:`POSE`), never the same action twice in a row and, when the vocabulary
@@ -138,16 +142,18 @@ def draw_actions(
     A vocabulary without a head movement is refused: plans of blinks, smiles and open mouths
     alone are met by a recording of somebody talking (bench/eval_liveness.py, replays).
     Repeats further apart are allowed on purpose: plans of distinct actions are permutations of
-    what a clip contains, which a replayed clip matches more often."""
+    what a clip contains, which a replayed clip matches more often. ``replayable`` lifts the
+    head-movement rule: a test setting only, for browser tests whose fake camera loops a clip
+    and so cannot answer a prompt (``CLOUDBRANCH_VERIFY_REPLAYABLE_PLANS``)."""
     choices = tuple(dict.fromkeys(vocabulary))
     if not 1 <= n <= 6:
         raise ValueError(f"n must be within 1–6, got {n}")
     if len(choices) < 2 and n > 1:
         raise ValueError("the vocabulary needs at least two actions to avoid repeats")
-    if not any(a in POSE for a in choices):
+    if not replayable and not any(a in POSE for a in choices):
         raise ValueError("the vocabulary needs a head movement (turn_left, turn_right or nod)")
     pick = rng or secrets.SystemRandom()
-    return pick.choice(_plans(n, choices))
+    return pick.choice(_plans(n, choices, pose=not replayable))
 
 
 def draw_challenges(
@@ -157,6 +163,8 @@ def draw_challenges(
     time_limit: float = 8.0,
     min_challenges: int = 3,
     pause: tuple[float, float] = PAUSE,
+    *,
+    replayable: bool = False,
 ) -> ChallengePlan:
     """A fresh plan: ``n`` (≥ ``min_challenges``) challenges, each with a "hold still" pause
     drawn uniformly from ``pause`` (seconds; ``(0, 0)``: none), and a ``secrets`` nonce.
@@ -169,7 +177,7 @@ def draw_challenges(
     if not 0 <= low <= high:
         raise ValueError(f"invalid pause range {pause}")
     pick = rng or secrets.SystemRandom()
-    actions = draw_actions(n, vocabulary, pick)
+    actions = draw_actions(n, vocabulary, pick, replayable=replayable)
     return ChallengePlan(
         nonce=secrets.token_urlsafe(16),
         challenges=tuple(

@@ -47,6 +47,9 @@ class VerificationConfig:
     # Seconds of "hold still" before each instruction (random within). (0, 0) turns the pause
     # off: for tests whose looping clip cannot hold still (the pause is an anti-replay check).
     pause: tuple[float, float] = PAUSE
+    # Test setting: plans need not hold a head movement (browser tests whose fake camera loops a
+    # clip of blinks and smiles). Such plans are met by a replayed recording: never in service.
+    replayable_plans: bool = False
     # Seconds the embedder may take, after the last challenge, to score the bound frames
     # before the attempt ends undecided (the server's fault: it counts for nothing).
     decision_seconds: float = 5.0

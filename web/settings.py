@@ -96,6 +96,7 @@ def _verification(env: Mapping[str, str]) -> VerificationConfig:
             challenges=_int(env, "VERIFY_CHALLENGES", 3),
             vocabulary=vocabulary,
             pause=_pause(_str(env, "VERIFY_PAUSE", "")),
+            replayable_plans=_str(env, "VERIFY_REPLAYABLE_PLANS", "") == "1",
         )
     except ValueError as err:
         raise SettingsError(f"{PREFIX}FACE_*/VERIFY_*: {err}") from err

@@ -178,6 +178,9 @@ def _server_env(data_dir: Path, port: int, shared_data: Path) -> dict[str, str]:
         CLOUDBRANCH_FACE_WORKERS="1",
         CLOUDBRANCH_VERIFY_FPS="10",
         CLOUDBRANCH_VERIFY_VOCABULARY=VERIFY_VOCABULARY,
+        # The fake camera loops a clip: it cannot turn its head on cue, so its plans are
+        # blinks and smiles, which only a test may allow (a replay meets them).
+        CLOUDBRANCH_VERIFY_REPLAYABLE_PLANS="1",
     )
     return env
 

@@ -232,3 +232,6 @@ def test_no_plan_can_be_met_by_natural_blinking_smiling_or_talking() -> None:
             assert set(draw_actions(3, vocabulary, rng)) & POSE
     with pytest.raises(ValueError, match="head movement"):
         draw_actions(3, [Action.BLINK, Action.SMILE, Action.OPEN_MOUTH], rng)
+    # ... unless a test asks for such plans (its fake camera loops a clip of blinks and smiles).
+    loop = draw_actions(3, [Action.BLINK, Action.SMILE], rng, replayable=True)
+    assert set(loop) == {Action.BLINK, Action.SMILE}
