@@ -202,10 +202,10 @@ class VerifyRun:
         self._stop: str | None = None
         self._wake = asyncio.Event()
         self.images: dict[int, tuple[Image, Face]] = {}  # frame id → image of a bound frame
-        self._embeds: dict[BoundFrame, asyncio.Task[BoundScore]] = {}
         # Frame id → its embedding, started as soon as the frame is bound or, when the embedder
         # is idle, while it is still a candidate (the best or the random frame of the segment
-        # under way), so that little is left to embed once the last challenge is met.
+        # under way), so that little is left to embed once the last challenge is met. A frame
+        # bound twice (met and best) is embedded once.
         self._by_frame: dict[int, asyncio.Task[BoundScore]] = {}
         self._frames = 0
         self.hashes: list[str] = []
@@ -239,7 +239,7 @@ class VerifyRun:
             self.move(Phase.DECIDING)
             return await self._decide()
         finally:
-            tasks = [*self._embeds.values(), *self._by_frame.values()]
+            tasks = list(self._by_frame.values())
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -306,13 +306,10 @@ class VerifyRun:
             self.images[frame_id] = (image, face)
         for stale in [i for i in self.images if i not in wanted]:
             del self.images[stale]
+        bound_frames = {b.frame for b in self.attempt.bound}
         for bound in self.attempt.bound:
-            if bound not in self._embeds and bound.frame in self.images:
-                embedding = self._embedding(bound.frame, bound)
-                self._embeds[bound] = asyncio.create_task(
-                    _rebound(embedding, bound), name=f"embed:{self.attempt_id}"
-                )
-        bound_frames = {b.frame for b in self._embeds}
+            if bound.frame in self.images:
+                self._embedding(bound.frame, bound)
         for frame in [f for f in self._by_frame if f not in wanted and f not in bound_frames]:
             self._by_frame.pop(frame).cancel()
         if all(task.done() for task in self._by_frame.values()):
@@ -324,7 +321,7 @@ class VerifyRun:
     def _embedding(self, frame: int, bound: BoundFrame) -> asyncio.Task[BoundScore]:
         """The embedding of ``frame`` (started now unless it already was)."""
         task = self._by_frame.get(frame)
-        if task is None or task.cancelled():
+        if task is None:
             image, face = self.images[frame]
             job = self._ctx.engine.embed_bound(bound, image, face)
             task = asyncio.create_task(job, name=f"embed-frame:{self.attempt_id}")
@@ -364,8 +361,13 @@ class VerifyRun:
             items = list(self.images.values())[:5]
             pads = [s for s in await engine.live_scores(items) if s is not None]
             return FrameScores(self._ctx.template.model_key, pad=tuple(pads))
+        bound = [b for b in self.attempt.bound if b.frame in self._by_frame]
         try:
-            scored = await asyncio.wait_for(asyncio.gather(*self._embeds.values()), timeout)
+            vectors = await asyncio.wait_for(
+                asyncio.gather(*(self._by_frame[b.frame] for b in bound)), timeout
+            )
+            # Each embedding under the role its frame was finally bound with.
+            scored = [dataclasses.replace(v, frame=b) for v, b in zip(vectors, bound, strict=True)]
             return await asyncio.wait_for(engine.frame_scores(self._ctx.template, scored), timeout)
         except TimeoutError:
             log.warning("verification undecided: no scores within %.1f s", timeout)
@@ -378,8 +380,3 @@ class VerifyRun:
 
 
 _LIVE = (AttemptState.BASELINE, AttemptState.CHALLENGE)
-
-
-async def _rebound(embedding: asyncio.Task[BoundScore], bound: BoundFrame) -> BoundScore:
-    """The frame's embedding, under the role it was finally bound with."""
-    return dataclasses.replace(await asyncio.shield(embedding), frame=bound)
