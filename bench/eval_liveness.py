@@ -173,8 +173,15 @@ def _one(job: tuple[str, str, int]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Simulate every (person, kind, attempt) and summarise (see the module docstring)."""
-    jobs = [(p.name, "genuine", i) for i in range(args.genuine) for p in GENUINE]
-    jobs += [(p.name, k, i) for i in range(args.attempts) for p in PEOPLE for k in ATTACKS]
+    kinds = set(args.kinds.split(",")) if args.kinds else set(KINDS)
+    unknown = kinds - set(KINDS)
+    if unknown:
+        raise SystemExit(f"unknown --kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
+    genuine = args.genuine if "genuine" in kinds else 0
+    jobs = [(p.name, "genuine", i) for i in range(genuine) for p in GENUINE]
+    jobs += [
+        (p.name, k, i) for i in range(args.attempts) for p in PEOPLE for k in ATTACKS if k in kinds
+    ]
     jobs += [
         (p.name, f"action:{a}", i)
         for i in range(args.per_action)
@@ -206,6 +213,7 @@ def _breakdown(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "stopped_by": dict(stopped.most_common()),
         "with_a_passive_finding": passive,
         "challenge_timeout_only": timeout_only,
+        "accepted_per_person": _per_person(rows),
         "liveness_passed": sum(1 for r in rows if r["liveness_passed"]),
     }
 
@@ -328,6 +336,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--service", default="pin_change")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--verbose", action="store_true", help="list every attempt")
+    parser.add_argument(
+        "--kinds", default="", help="comma-separated presenter kinds to run (default: all)"
+    )
     return parser.parse_args(argv)
 
 

@@ -42,8 +42,8 @@ from cases.verify_run import (
 )
 from signaling.messages import VerifyResult, VerifyStarted
 from store.blobs import BlobStore
-from verification.attempt import Attempt
-from verification.challenges import DEFAULT_VOCABULARY, Action, draw_challenges
+from verification.attempt import Attempt, AttemptConfig
+from verification.challenges import draw_challenges
 from verification.config import VerificationConfig
 from verification.engine import Template, encode_jpeg
 from verification.errors import BadTemplate
@@ -96,10 +96,6 @@ async def _wait_or_cancel(task: asyncio.Task[None], seconds: float) -> None:
             await task
 
 
-def _vocabulary(config: VerificationConfig) -> tuple[Action, ...]:
-    return tuple(Action(v) for v in config.vocabulary) or DEFAULT_VOCABULARY
-
-
 class VerifyDesk:
     """Runs at most one attempt per call."""
 
@@ -122,7 +118,7 @@ class VerifyDesk:
         self._send = send
         self._live: dict[str, _Live] = {}
         self._labels: dict[str, str] = {}
-        self._vocabulary = _vocabulary(config)
+        self._vocabulary = config.actions()
 
     def note_camera(self, case_public_id: str, label: str) -> None:
         """Remember the browser's camera label for the passive checks (a weak hint)."""
@@ -135,7 +131,7 @@ class VerifyDesk:
 
     def reset_vocabulary(self) -> None:
         """Re-read the challenge vocabulary from ``config`` (after a settings change)."""
-        self._vocabulary = _vocabulary(self.config)
+        self._vocabulary = self.config.actions()
 
     async def start(self, target: VerifyTarget) -> None:
         """Start an attempt, or raise :class:`VerifyRefused` naming why not."""
@@ -150,8 +146,12 @@ class VerifyDesk:
             pause=self.config.pause,
             replayable=self.config.replayable_plans,
         )
+        rules = None
         if self.config.replayable_plans:
             log.warning("verification plans without a head movement (a test setting)")
+            # A looping test clip performs its actions on its own schedule: the movement may
+            # begin any time within the challenge's limit, not only just after the instruction.
+            rules = AttemptConfig(max_reaction=min(max(self.config.challenge_seconds, 1.0), 10.0))
         challenges = [c.action.value for c in plan.challenges]
         attempt_id = await self.attempts.create(
             target.case_id, target.customer_id, target.advisor_id, plan.nonce, challenges
@@ -167,7 +167,7 @@ class VerifyDesk:
         )
         case = target.case_public_id
         run = VerifyRun(
-            attempt_id, Attempt(plan), target.video, context, lambda p: self._send(case, p)
+            attempt_id, Attempt(plan, rules), target.video, context, lambda p: self._send(case, p)
         )
         live = _Live(target, run, template)
         self._live[case] = live

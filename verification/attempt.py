@@ -18,6 +18,8 @@ the coming action itself, but never a blink) that begins in the pause fails the 
 ``liveness.moved_before_prompt``: a customer waits for the instruction, a replayed recording does
 not know when it comes. An action whose onset is less than :attr:`AttemptConfig.min_reaction`
 after the instruction is not credited (nobody reads and reacts that fast); it must be done again.
+One whose onset is more than :attr:`AttemptConfig.max_reaction` after it ends the challenge as
+timed out: a recording that happens to perform the action some seconds later is not an answer.
 
 What counts as "another action" is deliberately narrow: only a clear head turn (stricter levels:
 :attr:`AttemptConfig.conflict_detectors`) fails a challenge as ``liveness.wrong_action``. Eyes
@@ -238,6 +240,12 @@ class AttemptConfig:
     strict_order: bool = True  # a clear head turn before the asked action fails the challenge
     hold_still: bool = True  # a deliberate movement in the pause before an instruction fails
     min_reaction: float = 0.45  # seconds: an onset sooner after the instruction is not credited
+    # Seconds after the instruction by which the movement must have begun: a replayed recording
+    # performs its actions on its own schedule, a customer answers the instruction. A later onset
+    # ends the challenge as timed out at once; with no movement at all it times out
+    # ``action_seconds`` after this deadline (or at the challenge's own time limit if sooner).
+    max_reaction: float = 3.0
+    action_seconds: float = 2.5
     # Seconds after a challenge is met in which the same action restarting is the tail of that
     # movement, not a new one (the yaw dips below the hold level inside one real turn).
     settle: float = 1.5
@@ -264,6 +272,13 @@ class AttemptConfig:
             )
         if not 0 <= self.min_reaction < 2:
             raise ValueError(f"min_reaction must be within 0–2 s, got {self.min_reaction}")
+        if not self.min_reaction < self.max_reaction <= 10:
+            raise ValueError(
+                f"need min_reaction < max_reaction ≤ 10 s, got {self.min_reaction}, "
+                f"{self.max_reaction}"
+            )
+        if not 0 < self.action_seconds <= 10:
+            raise ValueError(f"action_seconds must be within 0–10 s, got {self.action_seconds}")
         if not 0 <= self.credit_window <= 2:
             raise ValueError(f"credit_window must be within 0–2 s, got {self.credit_window}")
 
@@ -596,6 +611,12 @@ class Attempt:
                 return
         if hit is None:
             return
+        if hit.start > shown + self.config.max_reaction:
+            logger.info("attempt %s: %s began too late", self.plan.nonce[:6], action)
+            self._finish(
+                S.TIMED_OUT, t, "liveness.challenge_timeout", EventKind.CHALLENGE_TIMED_OUT
+            )
+            return
         if not checkable:
             # The movement is there but this frame cannot be checked: a checkable frame soon
             # after may credit it; past the credit window the movement must be done again.
@@ -648,7 +669,9 @@ class Attempt:
             elif self._holding:
                 if t - self._held[self._index] >= challenge.pause:
                     self._show(t)
-            elif t - self._shown[self._index] > challenge.time_limit:
+            elif t - self._shown[self._index] > min(
+                challenge.time_limit, cfg.max_reaction + cfg.action_seconds
+            ):
                 self._finish(
                     S.TIMED_OUT, t, "liveness.challenge_timeout", EventKind.CHALLENGE_TIMED_OUT
                 )

@@ -7,11 +7,12 @@ importing this module loads nothing.
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from verification.challenges import PAUSE
+from verification.challenges import DEFAULT_VOCABULARY, PAUSE, Action, draw_actions
 from verification.quality import REFERENCE_PHOTO, QualityConfig
 
 if TYPE_CHECKING:
@@ -72,6 +73,22 @@ class VerificationConfig:
             raise ValueError(f"invalid verification rates or limits: {self}")
         if self.workers < 0 or not 1 <= self.sample_fps <= 30 or self.challenges < 1:
             raise ValueError(f"invalid verification settings: {self}")
+        # A vocabulary no plan can be drawn from is refused when the settings load, not at the
+        # first customer's attempt.
+        draw_actions(
+            max(self.challenges, 3),
+            self.actions(),
+            random.Random(0),
+            replayable=self.replayable_plans,
+        )
+
+    def actions(self) -> tuple[Action, ...]:
+        """The challenge vocabulary (every action but the nod when none is configured)."""
+        known = {a.value: a for a in Action}
+        unknown = [v for v in self.vocabulary if v not in known]
+        if unknown:
+            raise ValueError(f"unknown challenge actions {unknown}; known: {', '.join(known)}")
+        return tuple(known[v] for v in self.vocabulary) or DEFAULT_VOCABULARY
 
 
 @dataclass(frozen=True, slots=True)

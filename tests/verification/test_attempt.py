@@ -426,6 +426,34 @@ def test_an_onset_faster_than_a_human_reaction_is_not_credited() -> None:
     assert met.detection.start - met.shown_at >= 0.45
 
 
+def test_a_movement_begun_long_after_the_instruction_is_not_an_answer() -> None:
+    """A recording performs its actions on its own schedule: a blink 3.5 s after the
+    instruction ends the challenge as timed out at once, though its limit is 5 s."""
+    attempt, customer = started(Action.BLINK, Action.SMILE, max_reaction=3.0)
+    customer.rest(34)
+    assert attempt.current == (0, Action.BLINK)
+    kinds = customer.perform(Action.BLINK) + customer.rest(1)  # counted when the eyes reopen
+    assert EventKind.CHALLENGE_TIMED_OUT in kinds and attempt.state is S.TIMED_OUT
+    assert attempt.result().reason == "liveness.challenge_timeout"
+    assert customer.t < 5.0 + 0.5  # the baseline took 0.5 s
+    # The same blink 2.5 s after the instruction is an answer.
+    attempt, customer = started(Action.BLINK, Action.SMILE, max_reaction=3.0)
+    customer.rest(24)
+    assert EventKind.CHALLENGE_MET in customer.perform(Action.BLINK) + customer.rest(1)
+
+
+def test_no_movement_times_out_soon_after_the_reaction_deadline() -> None:
+    attempt = Attempt(plan(Action.TURN_LEFT, limit=8.0), AttemptConfig(max_reaction=2.0))
+    attempt.start(0.0)
+    customer = Customer(attempt)
+    customer.rest(5)
+    shown = customer.t
+    kinds = customer.rest(60)
+    assert EventKind.CHALLENGE_TIMED_OUT in kinds
+    timed_out = next(e.t for e in attempt.events if e.kind is EventKind.CHALLENGE_TIMED_OUT)
+    assert 4.5 - 0.15 <= timed_out - shown <= 4.5 + 0.15  # 2.0 s + action_seconds 2.5 s
+
+
 def test_the_tail_of_the_previous_turn_in_the_pause_is_not_a_new_movement() -> None:
     attempt, customer = started(Action.TURN_RIGHT, Action.BLINK, pause=1.5)
     customer.rest(15)
@@ -465,6 +493,10 @@ def test_the_hold_still_rule_can_be_switched_off() -> None:
 def test_bad_timing_config_is_rejected() -> None:
     with pytest.raises(ValueError, match="min_reaction"):
         AttemptConfig(min_reaction=-0.1)
+    with pytest.raises(ValueError, match="max_reaction"):
+        AttemptConfig(min_reaction=1.0, max_reaction=0.8)
+    with pytest.raises(ValueError, match="action_seconds"):
+        AttemptConfig(action_seconds=0)
     with pytest.raises(ValueError, match="settle"):
         AttemptConfig(settle=9.0)
     with pytest.raises(ValueError, match="settle"):

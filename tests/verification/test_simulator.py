@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from verification.challenges import Action
+from verification.challenges import Action, Challenge, ChallengePlan
 from verification.config import build_engine
 from verification.engine import FaceEngine, Template, encode_jpeg
 from verification.evaluation.attacks import (
@@ -31,7 +31,7 @@ from verification.evaluation.simulator import simulate
 from verification.evaluation.swaps import SWAP_KINDS, make_swap
 from verification.policy import load_policy
 
-KATIE, D12 = "sadtalker-katiehill", "liveportrait-d12"
+KATIE, D12, ED = "sadtalker-katiehill", "liveportrait-d12", "sadtalker-edmarkey"
 PASSIVE = {"liveness.planar_motion", "liveness.frozen", "pad.spoof", "pad.uncertain"}
 POLICY = load_policy()
 
@@ -46,7 +46,7 @@ def engine(models_dir: Path) -> FaceEngine:
 
 @pytest.fixture(scope="module")
 def clips(shared_data: Path) -> dict[str, Clip]:
-    return {name: load_clip(shared_data / person(name).clip) for name in (KATIE, D12)}
+    return {name: load_clip(shared_data / person(name).clip) for name in (KATIE, D12, ED)}
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +162,32 @@ def test_a_replay_that_moves_while_waiting_for_the_instruction_is_refused(
         assert not outcome.accepted, outcome
         stopped |= set(outcome.stopped_by)
     assert stopped <= {"liveness.moved_before_prompt", "liveness.wrong_action"}, stopped
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_replay_whose_actions_come_on_its_own_schedule_is_refused(
+    engine: FaceEngine, clips: dict[str, Clip], references: dict[str, Template], seed: int
+) -> None:
+    """Ed Markey's recording blinks at 5.1 s, turns right by 10.8 s and blinks again at 13.1 s:
+    the plan his clip can answer (blink, turn right, blink) was met by simply looping it (12 of
+    14 simulated replays passed). A customer begins within seconds of each instruction; the
+    recording's blink begins ~3.5 s after the first one appears: too late, whatever the pause."""
+    rng = random.Random(seed)
+    pause = round(rng.uniform(0.4, 1.0), 3)
+    actions = (Action.BLINK, Action.TURN_RIGHT, Action.BLINK)
+    plan = ChallengePlan(
+        f"replay-{seed}".ljust(22, "x"), tuple(Challenge(a, 8.0, pause) for a in actions)
+    )
+    vocabulary = [Action(a) for a in person(ED).vocabulary]
+    replay = ClipReplay(clips[ED], rng)
+    outcome = simulate(
+        engine, references[ED], replay, vocabulary, rng, policy=POLICY, plan=plan, max_seconds=16
+    )
+    assert not outcome.accepted, outcome
+    assert outcome.stopped_by == ("liveness.challenge_timeout",), outcome
+    shown = [t for t, event, _ in outcome.timeline if event == "challenge_shown"]
+    ended = [t for t, event, _ in outcome.timeline if event == "challenge_timed_out"]
+    assert len(shown) == 1 and ended and ended[0] - shown[0] < 8.0  # before the time limit
 
 
 @pytest.mark.parametrize("kind", SWAP_KINDS)
