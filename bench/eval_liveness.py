@@ -337,7 +337,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--verbose", action="store_true", help="list every attempt")
     parser.add_argument(
-        "--kinds", default="", help="comma-separated presenter kinds to run (default: all)"
+        "--kinds",
+        default="",
+        help="comma-separated presenter kinds to run (default: all; --per-action runs apart)",
     )
     return parser.parse_args(argv)
 

@@ -96,6 +96,11 @@ async def _wait_or_cancel(task: asyncio.Task[None], seconds: float) -> None:
             await task
 
 
+# With replayable plans (a test setting) the fake camera loops a clip that performs its actions
+# on its own schedule: no onset deadline, only the challenge's own time limit.
+_REPLAYABLE_RULES = AttemptConfig(max_reaction=10.0)
+
+
 class VerifyDesk:
     """Runs at most one attempt per call."""
 
@@ -118,7 +123,6 @@ class VerifyDesk:
         self._send = send
         self._live: dict[str, _Live] = {}
         self._labels: dict[str, str] = {}
-        self._vocabulary = config.actions()
 
     def note_camera(self, case_public_id: str, label: str) -> None:
         """Remember the browser's camera label for the passive checks (a weak hint)."""
@@ -129,10 +133,6 @@ class VerifyDesk:
         live = self._live.get(case_public_id)
         return None if live is None else live.run.progress.challenge
 
-    def reset_vocabulary(self) -> None:
-        """Re-read the challenge vocabulary from ``config`` (after a settings change)."""
-        self._vocabulary = self.config.actions()
-
     async def start(self, target: VerifyTarget) -> None:
         """Start an attempt, or raise :class:`VerifyRefused` naming why not."""
         if target.case_public_id in self._live:
@@ -140,18 +140,15 @@ class VerifyDesk:
         template = await self._checked_start(target)
         plan = draw_challenges(
             max(self.config.challenges, 3),
-            self._vocabulary,
+            self.config.actions(),
             time_limit=self.config.challenge_seconds,
             min_challenges=3,
             pause=self.config.pause,
             replayable=self.config.replayable_plans,
         )
-        rules = None
-        if self.config.replayable_plans:
+        rules = _REPLAYABLE_RULES if self.config.replayable_plans else None
+        if rules is not None:
             log.warning("verification plans without a head movement (a test setting)")
-            # A looping test clip performs its actions on its own schedule: the movement may
-            # begin any time within the challenge's limit, not only just after the instruction.
-            rules = AttemptConfig(max_reaction=min(max(self.config.challenge_seconds, 1.0), 10.0))
         challenges = [c.action.value for c in plan.challenges]
         attempt_id = await self.attempts.create(
             target.case_id, target.customer_id, target.advisor_id, plan.nonce, challenges

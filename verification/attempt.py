@@ -613,9 +613,7 @@ class Attempt:
             return
         if hit.start > shown + self.config.max_reaction:
             logger.info("attempt %s: %s began too late", self.plan.nonce[:6], action)
-            self._finish(
-                S.TIMED_OUT, t, "liveness.challenge_timeout", EventKind.CHALLENGE_TIMED_OUT
-            )
+            self._time_out(t)
             return
         if not checkable:
             # The movement is there but this frame cannot be checked: a checkable frame soon
@@ -656,6 +654,9 @@ class Attempt:
         same = found.action is previous.action
         return after <= self.config.aftermath or (same and after <= self.config.settle)
 
+    def _time_out(self, t: float) -> None:
+        self._finish(S.TIMED_OUT, t, "liveness.challenge_timeout", EventKind.CHALLENGE_TIMED_OUT)
+
     def _check_timeouts(self, t: float) -> None:
         cfg = self.config
         if self._state is S.BASELINE and t - self._since > cfg.baseline_timeout:
@@ -672,9 +673,7 @@ class Attempt:
             elif t - self._shown[self._index] > min(
                 challenge.time_limit, cfg.max_reaction + cfg.action_seconds
             ):
-                self._finish(
-                    S.TIMED_OUT, t, "liveness.challenge_timeout", EventKind.CHALLENGE_TIMED_OUT
-                )
+                self._time_out(t)
         elif self._state is S.ANALYSING and t - self._since > cfg.analysing_timeout:
             # No decision in time is the server's fault, never the customer's.
             self._finish(S.UNDECIDED, t, "attempt.server_busy", EventKind.DECISION_TIMED_OUT)

@@ -251,7 +251,6 @@ async def _katie(rig: Rig, shared_data: Path) -> VerifyTarget:
     rig.desk.config = VerificationConfig(
         vocabulary=who.vocabulary, challenge_seconds=8.0, sample_fps=SAMPLE_FPS
     )
-    rig.desk.reset_vocabulary()
     presenter = GenuinePresenter(who, clip, random.Random(3))
     video = PresenterVideo(rig.desk, "case-1", presenter)
     return VerifyTarget("case-1", rig.case_id, katie.id, 1, "pin_change", video)
