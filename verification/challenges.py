@@ -117,14 +117,16 @@ class ChallengePlan:
 
 def _plans(n: int, choices: Sequence[Action], pose: bool = True) -> list[tuple[Action, ...]]:
     """Every sequence of ``n`` actions with a head movement (unless ``pose`` is False) and no
-    action twice in a row; without a left-right swing when the vocabulary leaves such plans."""
+    action twice in a row; with turns one way only when the vocabulary leaves such plans (else
+    without a left-right swing, else any)."""
     plans = [
         p
         for p in itertools.product(choices, repeat=n)
         if (not pose or any(a in POSE for a in p)) and all(a != b for a, b in itertools.pairwise(p))
     ]
+    one_way = [p for p in plans if not _TURNS <= set(p)]
     calm = [p for p in plans if all(_OPPOSITE.get(a) != b for a, b in itertools.pairwise(p))]
-    return calm or plans
+    return one_way or calm or plans
 
 
 def draw_actions(
@@ -136,8 +138,16 @@ def draw_actions(
 ) -> tuple[Action, ...]:
     """``n`` actions from ``vocabulary``, uniformly among the plans that hold at least one
     head movement (:data:`POSE`), never the same action twice in a row and, when the vocabulary
-    leaves another choice, no turn straight after a turn the other way (a left-right swing
-    confuses people and would let one sweep of the head through centre answer both).
+    leaves another choice, turns one way only: left or right, never both in one plan.
+
+    One direction per plan because a recording of somebody moving their head holds both: it
+    turns, comes back and sways the other way. A clear turn that was not asked for fails the
+    attempt wherever it falls (a wrong action inside a challenge, a movement before the prompt
+    in a pause), so a replay must now hold its turns exactly where the plan asks for them and
+    none the other way in between; before, plans of a turn, another action and the opposite
+    turn were met by a clip's own right-then-left (bench/eval_liveness.py, replays). For the
+    customer it is also easier: no left-right confusion inside one check. A vocabulary of turns
+    alone falls back to no turn straight after a turn the other way, then to any plan.
 
     A vocabulary without a head movement is refused: plans of blinks, smiles and open mouths
     alone are met by a recording of somebody talking (bench/eval_liveness.py, replays).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import random
 from collections.abc import Sequence
@@ -45,13 +46,27 @@ def found(name: str, action: Action, step: int = 2) -> list[Detection]:
 # -- the draw --------------------------------------------------------------------------------
 
 
-def test_draw_has_no_immediate_repeats_and_no_left_right_swing() -> None:
+def test_draw_has_no_immediate_repeats_and_turns_one_way_only() -> None:
     rng = random.Random(7)
+    directions = collections.Counter()
     for _ in range(500):
         actions = draw_actions(5, rng=rng)
-        for a, b in itertools.pairwise(actions):
-            assert a != b
-            assert {a, b} != {Action.TURN_LEFT, Action.TURN_RIGHT}
+        assert all(a != b for a, b in itertools.pairwise(actions))
+        turns = {a for a in actions if a in (Action.TURN_LEFT, Action.TURN_RIGHT)}
+        assert len(turns) == 1  # a pose action in every plan, never both directions
+        directions.update(turns)
+    assert min(directions.values()) > 200  # both directions drawn, about equally
+    # With a vocabulary of turns and one more action, plans still turn one way only.
+    few = {
+        draw_actions(3, [Action.TURN_LEFT, Action.TURN_RIGHT, Action.BLINK], rng)
+        for _ in range(200)
+    }
+    assert few == {
+        (Action.TURN_LEFT, Action.BLINK, Action.TURN_LEFT),
+        (Action.TURN_RIGHT, Action.BLINK, Action.TURN_RIGHT),
+        (Action.BLINK, Action.TURN_LEFT, Action.BLINK),
+        (Action.BLINK, Action.TURN_RIGHT, Action.BLINK),
+    }
 
 
 def test_draw_covers_the_vocabulary_and_allows_a_swing_when_nothing_else_is_left() -> None:
