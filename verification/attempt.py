@@ -25,6 +25,11 @@ What counts as "another action" is deliberately narrow: only a clear head turn (
 :attr:`AttemptConfig.conflict_detectors`) fails a challenge as ``liveness.wrong_action``. Eyes
 that close inside a smile, a smile after a blink, the mouth opening while talking or the head's
 bob are what real people do while following an instruction (measured: bench/eval_liveness.py).
+A head *held* turned counts too, wherever the turn began: a clear turn (the stricter levels,
+held for their duration) that was not asked for and is not the continuation of an asked turn
+of the same direction fails the attempt, in a pause (``moved_before_prompt``) as in a challenge
+(``wrong_action``): a recording that begins a turn while a smile is asked and holds it through
+the pause meets no more challenges (bench/eval_liveness.py, replays).
 
 A challenge is credited only on a *checkable* frame (:attr:`FrameObservation.checkable`: one
 face, big and sharp enough to be compared with the reference). If the frame that completes the
@@ -368,6 +373,8 @@ class Attempt:
         self._window: list[Relative] = []
         self._ignore_before: float | None = None  # a movement discarded: look after it
         self._raw: list[Relative] = []  # the last unfiltered samples (pose filter)
+        # The head turned one way past the strict hold level: (direction, since, peaked at).
+        self._away: tuple[Action, float, float | None] | None = None
         self._holding = False
         self._held: dict[int, float] = {}
         self._shown: dict[int, float] = {}
@@ -455,8 +462,10 @@ class Attempt:
         if measures is not None and self._state is S.BASELINE:
             self._collect_baseline(t, measures)
         elif rel is not None and self._state is S.CHALLENGE:
-            self._window.append(_steadied(rel, self._raw))
+            steady = _steadied(rel, self._raw)
+            self._window.append(steady)
             self._raw = [*self._raw[-1:], rel]
+            self._track_away(steady)
             self._judge(t, frame.frame_id, checkable)
         return self._events[mark:]
 
@@ -586,9 +595,54 @@ class Attempt:
                     return found
         return None
 
+    def _track_away(self, sample: Relative) -> None:
+        """Follow the run of samples with the head turned one way past the strict hold level."""
+        strict = self.config.conflict_detectors
+        way = (
+            Action.TURN_LEFT
+            if sample.yaw > strict.turn_hold
+            else Action.TURN_RIGHT
+            if sample.yaw < -strict.turn_hold
+            else None
+        )
+        if way is None:
+            self._away = None
+            return
+        if self._away is None or self._away[0] is not way:
+            self._away = (way, sample.t, None)
+        if self._away[2] is None and abs(sample.yaw) > strict.turn_peak:
+            self._away = (way, self._away[1], sample.t)
+
+    def _turned_unasked(self, t: float, action: Action, shown: float | None) -> Action | None:
+        """The direction of a clear turn held now that nobody asked for: not the challenge on
+        screen, not the continuation of an asked turn of that direction (begun before it was
+        met, or restarted within ``settle`` of it)."""
+        if self._away is None:
+            return None
+        way, since, peaked = self._away
+        strict = self.config.conflict_detectors
+        if peaked is None or t - since < strict.turn_min_duration:
+            return None
+        if shown is not None and action is way:
+            return None  # the asked turn: credited (or not) by the usual rules
+        for met in self._met.values():
+            if met.action is way and since <= met.end + self.config.settle:
+                return None
+        return way
+
     def _judge(self, t: float, frame_id: int, checkable: bool) -> None:
         action = self.plan.challenges[self._index].action
         shown = None if self._holding else self._shown[self._index]
+        if self.config.strict_order and (way := self._turned_unasked(t, action, shown)):
+            logger.info("attempt %s: %s held, not asked", self.plan.nonce[:6], way)
+            if shown is None and self.config.hold_still:
+                self._finish(
+                    S.FAILED, t, "liveness.moved_before_prompt", EventKind.MOVED_BEFORE_PROMPT
+                )
+                return
+            if shown is not None:
+                self._finish(S.FAILED, t, "liveness.wrong_action", EventKind.WRONG_ACTION)
+                return
         if self.config.hold_still and (early := self._moved_early(action, shown)) is not None:
             logger.info(
                 "attempt %s: %s before the instruction (%s) appeared",

@@ -476,6 +476,27 @@ def test_the_tail_of_the_previous_turn_in_the_pause_is_not_a_new_movement() -> N
     assert attempt.result().reason == "liveness.moved_before_prompt"
 
 
+@pytest.mark.parametrize("pause", [0.0, 1.0])
+def test_a_turn_begun_in_one_challenge_and_held_into_the_next_fails(pause: float) -> None:
+    """The head turns as the blink ends (the blink is met) and stays turned: the turn began
+    before the next challenge's window, yet nobody asked for it: a wrong action once shown, a
+    movement before the prompt in the pause. Held as long, an *asked* turn is its own tail."""
+    attempt, customer = started(Action.BLINK, Action.SMILE, pause=pause)
+    turned = cd.real_face(cd.TURN_RIGHT_AT)[0]
+    customer.rest(6 + round(10 * pause))
+    customer.face(cd.eyes_closed(customer.neutral), 2)
+    customer.face(turned, 1)
+    assert attempt.result().challenges[0].met_at is not None
+    customer.face(turned, 8)
+    expected = "liveness.wrong_action" if pause == 0 else "liveness.moved_before_prompt"
+    assert attempt.result().reason == expected
+    attempt, customer = started(Action.TURN_RIGHT, Action.SMILE, pause=pause)
+    customer.rest(6 + round(10 * pause))
+    customer.face(turned, 12)  # met, then held on into the next challenge
+    customer.rest(4)
+    assert attempt.state is S.CHALLENGE and attempt.result().challenges[0].met_at is not None
+
+
 def test_the_face_leaving_during_the_pause_fails() -> None:
     attempt, customer = started(Action.BLINK, pause=3.0, max_face_gap=1.0)
     assert attempt.holding

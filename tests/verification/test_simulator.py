@@ -190,6 +190,33 @@ def test_a_replay_whose_actions_come_on_its_own_schedule_is_refused(
     assert len(shown) == 1 and ended and ended[0] - shown[0] < 8.0  # before the time limit
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_replay_holding_a_turn_it_began_during_another_challenge_is_refused(
+    engine: FaceEngine, clips: dict[str, Clip], references: dict[str, Template], seed: int
+) -> None:
+    """Katie's recording smiles while talking at ~1 s, turns right from 1.3 s and holds −35°
+    until 3.8 s, blinks at 4.4 s and turns left at 5.9 s. Asked (smile, blink, turn left), the
+    smile was credited before the turn was clear, the turn was held through the pause (it began
+    before it) and the blink came back to centre: a plan of the server's own draw, met by
+    looping the clip (1 of 120 simulated replays). The turn right nobody asked for fails it."""
+    rng = random.Random(seed)
+    actions = (Action.SMILE, Action.BLINK, Action.TURN_LEFT)
+    pauses = (0.46, 0.72, 0.57)
+    plan = ChallengePlan(
+        f"held-{seed}".ljust(22, "x"),
+        tuple(Challenge(a, 8.0, p) for a, p in zip(actions, pauses, strict=True)),
+    )
+    replay = ClipReplay(clips[KATIE], rng)
+    outcome = simulate(
+        engine, references[KATIE], replay, list(actions), rng, policy=POLICY, plan=plan
+    )
+    assert not outcome.accepted, outcome
+    assert outcome.stopped_by in (
+        ("liveness.wrong_action",),
+        ("liveness.moved_before_prompt",),
+    ), outcome
+
+
 @pytest.mark.parametrize("kind", SWAP_KINDS)
 def test_present_then_swap_is_refused(
     engine: FaceEngine, clips: dict[str, Clip], references: dict[str, Template], kind: str
