@@ -9,7 +9,10 @@ presenting person's clip contains:
 
 * ``genuine`` — the person answers each challenge with a real segment of their clip;
 * ``photo_still`` — their photo held still; ``photo_moved`` — moved as a flat sheet;
-* ``replay`` — their clip replayed from the start, looping, ignoring the challenges;
+* ``replay`` — their clip replayed from the start, looping, ignoring the challenges, against
+  plans drawn as the server draws them (the default vocabulary);
+* ``replay_matched`` — the same, against plans drawn only from the actions the clip contains:
+  the worst case, an attacker holding a recording of the victim performing every action asked;
 * ``other_person`` — another person of ``PEOPLE`` answering the challenges correctly (drawn from
   what *that* person can do), checked against the first person's reference;
 * ``screen_photo`` — ``image_F2.jpg`` (a face on a tablet) enrolled and presented;
@@ -47,7 +50,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from verification.challenges import Action, Challenge, ChallengePlan
+from verification.challenges import (
+    DEFAULT_VOCABULARY,
+    PAUSE,
+    Action,
+    Challenge,
+    ChallengePlan,
+)
 from verification.config import build_engine
 from verification.engine import FaceEngine, Template, encode_jpeg
 from verification.evaluation.attacks import (
@@ -74,7 +83,15 @@ logger = logging.getLogger("bench.eval_liveness")
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SCREEN = "presentation_attack/silent_face/image_F2.jpg"
-ATTACKS = ("photo_still", "photo_moved", "replay", "other_person", "screen_photo", *SWAP_KINDS)
+ATTACKS = (
+    "photo_still",
+    "photo_moved",
+    "replay",
+    "replay_matched",
+    "other_person",
+    "screen_photo",
+    *SWAP_KINDS,
+)
 KINDS = ("genuine", *ATTACKS)
 PASSIVE = ("liveness.planar_motion", "liveness.frozen", "identity.changed", "pad.spoof")
 GENUINE = tuple(p for p in EVERYONE if p.usable)
@@ -87,8 +104,9 @@ def _other(who: Person) -> Person:
 
 def _presenter(
     kind: str, who: Person, clips: dict[str, Clip], screen: Any, rng: random.Random, size: Any
-) -> tuple[Presenter, str, Person]:
-    """(presenter, whose reference it is checked against, who chooses the challenges)."""
+) -> tuple[Presenter, str, Person | None]:
+    """(presenter, whose reference it is checked against, whose clip the challenges are drawn
+    from: None for the server's own vocabulary)."""
     clip = clips[who.name]
     photo = photo_of(who, clip)
     if kind == "genuine":
@@ -98,7 +116,9 @@ def _presenter(
     if kind == "photo_moved":
         return MovedSheet(photo, rng, size=size), who.name, who
     if kind == "replay":
-        return ClipReplay(clip, rng), who.name, who
+        return ClipReplay(clip, rng), who.name, None
+    if kind == "replay_matched":
+        return ClipReplay(clip, rng, kind=kind), who.name, who
     if kind == "other_person":
         other = _other(who)
         presenter = GenuinePresenter(other, clips[other.name], rng, kind="other_person")
@@ -147,7 +167,7 @@ def _one(job: tuple[str, str, int]) -> dict[str, Any]:
     plan = None
     if kind.startswith("action:"):
         action = Action(kind.split(":", 1)[1])
-        pause = round(rng.uniform(0.4, 1.0), 3)
+        pause = round(rng.uniform(*(args.pause or PAUSE)), 3)
         plan = ChallengePlan(f"{name}-{kind}-{index}", (Challenge(action, 8.0, pause),))
     presenter, ref, chooser = _presenter(
         "genuine" if plan else kind, who, _STATE["clips"], _STATE["screen"], rng, _STATE["size"]
@@ -156,13 +176,14 @@ def _one(job: tuple[str, str, int]) -> dict[str, Any]:
         _STATE["engine"],
         _STATE["refs"][ref],
         presenter,
-        [Action(a) for a in chooser.vocabulary],
+        [Action(a) for a in chooser.vocabulary] if chooser else list(DEFAULT_VOCABULARY),
         rng,
         policy=_STATE["policy"],
         service=args.service,
         fps=args.fps,
         camera_fps=args.camera_fps,
         plan=plan,
+        pause=args.pause,
     )
     row = {"person": name, **asdict(outcome)}
     if plan is not None:
@@ -276,6 +297,7 @@ def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, 
         "backend": args.backend,
         "pad_model": bool(args.models),
         "service": args.service,
+        "pause_s": list(args.pause or PAUSE),
         "policy_version": _STATE.get("policy").version
         if _STATE.get("policy")
         else load_policy(args.policy).version,
@@ -334,6 +356,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models", type=Path, default=None, help="models folder (adds PAD)")
     parser.add_argument("--policy", type=Path, default=None, help="default: the packaged one")
     parser.add_argument("--service", default="pin_change")
+    parser.add_argument(
+        "--pause",
+        type=lambda v: tuple(float(x) for x in v.split(",")),
+        default=None,
+        help='"min,max" seconds of the hold-still pauses (default: the server\'s)',
+    )
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--verbose", action="store_true", help="list every attempt")
     parser.add_argument(

@@ -252,8 +252,10 @@ class MovedSheet:
 class ClipReplay:
     """A recorded clip played from its start and looped, whatever the screen asks."""
 
-    def __init__(self, clip: Clip, rng: random.Random, *, noise: float = SENSOR_NOISE) -> None:
-        self.kind = "replay"
+    def __init__(
+        self, clip: Clip, rng: random.Random, *, kind: str = "replay", noise: float = SENSOR_NOISE
+    ) -> None:
+        self.kind = kind
         self._clip = clip
         self._noise = noise
         self._np = np.random.default_rng(rng.getrandbits(64))

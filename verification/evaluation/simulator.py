@@ -149,11 +149,14 @@ def simulate(
     config: AttemptConfig | None = None,
     camera_label: str | None = None,
     plan: ChallengePlan | None = None,
+    pause: tuple[float, float] | None = None,
 ) -> AttemptOutcome:
     """One attempt of ``presenter`` against ``reference`` (see the module docstring); ``plan``
-    replaces the drawn plan (the bench's per-action detection runs plans of one challenge)."""
+    replaces the drawn plan (the bench's per-action detection runs plans of one challenge);
+    ``pause`` the range of the "hold still" pauses (default: the server's)."""
     policy = policy or load_policy()
-    plan = plan or draw_challenges(3, vocabulary, rng, time_limit=time_limit)
+    pauses = {} if pause is None else {"pause": pause}
+    plan = plan or draw_challenges(3, vocabulary, rng, time_limit=time_limit, **pauses)
     attempt = Attempt(plan, config, rng)
     attempt.start(0.0)
     tracker = Tracker()
