@@ -2,18 +2,23 @@
 
 Every message is a JSON object with a ``type`` tag and a protocol version ``v``. Client messages
 are parsed with one ``TypeAdapter`` over a discriminated union; anything malformed, oversized,
-unknown or of another version raises :class:`ProtocolError` carrying a code the client can show.
+too deeply nested, unknown or of another version raises :class:`ProtocolError` carrying a code
+the client can show. Any text at all gets either a message or such an error, never another
+exception.
 """
 
 from __future__ import annotations
 
-import json
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import from_json
 
 PROTOCOL_VERSION = 1
+# The largest id the database's INTEGER columns hold (PostgreSQL's are 32-bit).
+MAX_ID = 2**31 - 1
 
 Role = Literal["customer", "advisor"]
 
@@ -23,6 +28,8 @@ class ErrorCode(StrEnum):
 
     BAD_JSON = "bad_json"
     TOO_LARGE = "too_large"
+    TOO_DEEP = "too_deep"
+    NUMBER_TOO_LARGE = "number_too_large"
     UNKNOWN_TYPE = "unknown_type"
     INVALID_MESSAGE = "invalid_message"
     UNSUPPORTED_VERSION = "unsupported_version"
@@ -39,14 +46,24 @@ class ErrorCode(StrEnum):
     GRANT_REFUSED = "grant_refused"
 
 
-class ProtocolError(Exception):
-    """A client message that cannot be accepted; ``code`` goes back in an ``error`` message."""
+def _printable(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, lone surrogates written out (``\\ud800``), so that
+    an error message quoting a client's input can always be encoded."""
+    return text[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
 
-    def __init__(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+
+class ProtocolError(Exception):
+    """A client message that cannot be accepted; ``code`` goes back in an ``error`` message,
+    with ``field`` naming the part of the message at fault when there is one."""
+
+    def __init__(
+        self, code: ErrorCode, message: str, ref: str | None = None, field: str | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
-        self.message = message
-        self.ref = ref
+        self.message = _printable(message, 300)
+        self.ref = None if ref is None else _printable(ref, 40)
+        self.field = None if field is None else _printable(field, 64)
 
 
 class _Msg(BaseModel):
@@ -147,7 +164,7 @@ class ApprovalDecide(_Msg):
     """Supervisor: approve or reject a service that needs a second member of staff."""
 
     type: Literal["approval.decide"]
-    approval_id: Annotated[int, Field(ge=1)]
+    approval_id: Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
     approve: bool
     reason: Annotated[str, Field(max_length=200)] = ""
 
@@ -372,6 +389,7 @@ class ErrorMessage(_Msg):
     code: ErrorCode
     message: str
     ref: str | None = None
+    field: str | None = None  # e.g. "approval_id" for an invalid_message
 
 
 class Pong(_Msg):
@@ -547,6 +565,54 @@ ServerMessage = (
 )
 
 
+# Bytes a frame may take, by its type: co-browse event batches are the big ones (a page's full
+# snapshot), an SDP offer up to 60,000 characters, chat 2,000 characters (up to 12 bytes each
+# when a client escapes them all), every other message small. The codec's ``max_bytes`` caps
+# all of them but the event batches.
+FRAME_BYTES = {
+    "cobrowse.events": COBROWSE_MAX_BYTES,
+    "webrtc.offer": 64 * 1024,
+    "chat.send": 32 * 1024,
+}
+SMALL_FRAME_BYTES = 8 * 1024
+# A frame names its type at its head, as the pages write them (``{"v":1,"type":…}``): up to four
+# plain members first. Only such a frame may be larger than ``max_bytes``; its size is checked
+# against its type's limit before anything is parsed.
+_HEAD_CHARS = 512
+_HEAD = re.compile(
+    r'\s*\{\s*(?:"\w{1,16}"\s*:\s*(?:-?[0-9]{1,20}|true|false|null|"[^"\\]{0,64}")\s*,\s*){0,4}'
+    r'"type"\s*:\s*"([a-z.]{1,32})"',
+    re.ASCII,
+)
+
+
+def declared_type(raw: str | bytes) -> str | None:
+    """The client type a frame names at its head (cheap: the first 512 characters), or None."""
+    head = raw[:_HEAD_CHARS]
+    found = _HEAD.match(head if isinstance(head, str) else head.decode("utf-8", "replace"))
+    kind = found.group(1) if found else None
+    return kind if kind in CLIENT_TYPES else None
+
+
+def load_json(data: bytes) -> Any:
+    """Parse UTF-8 JSON with pydantic-core's parser, bounded: it refuses nesting deeper than
+    200 levels (no RecursionError), lone surrogates, NaN and numbers of more than 4,300 digits,
+    each as a :class:`ProtocolError` with its own code."""
+    try:
+        return from_json(data, allow_inf_nan=False)
+    except ValueError as err:
+        reason = str(err)
+        if reason.startswith("recursion limit exceeded"):
+            raise ProtocolError(ErrorCode.TOO_DEEP, "message nests too deeply") from err
+        if reason.startswith("number out of range"):
+            raise ProtocolError(ErrorCode.NUMBER_TOO_LARGE, "a number has too many digits") from err
+        raise ProtocolError(ErrorCode.BAD_JSON, f"message is not valid JSON: {reason}") from err
+
+
+def _too_large(size: int, limit: int, ref: str | None) -> ProtocolError:
+    return ProtocolError(ErrorCode.TOO_LARGE, f"message of {size} bytes exceeds {limit}", ref)
+
+
 class Codec:
     """Parses client messages and encodes server messages (one ``TypeAdapter``, built once)."""
 
@@ -554,42 +620,61 @@ class Codec:
         self.max_bytes = max_bytes
         self._adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 
+    def limit(self, kind: str | None) -> int:
+        """Bytes a frame of type ``kind`` may take (``None``: a type not known yet)."""
+        if kind == "cobrowse.events":
+            return max(self.max_bytes, COBROWSE_MAX_BYTES)
+        if kind is None:
+            return self.max_bytes
+        return min(self.max_bytes, FRAME_BYTES.get(kind, SMALL_FRAME_BYTES))
+
     def parse(self, raw: str | bytes) -> ClientMessage:
         """Parse one client frame or raise :class:`ProtocolError`.
 
-        ``cobrowse.events`` may be up to :data:`COBROWSE_MAX_BYTES` (a page's full snapshot);
-        every other message up to ``max_bytes``."""
-        size = len(raw.encode() if isinstance(raw, str) else raw)
-        if size > max(self.max_bytes, COBROWSE_MAX_BYTES):
-            limit = max(self.max_bytes, COBROWSE_MAX_BYTES)
-            raise ProtocolError(ErrorCode.TOO_LARGE, f"message of {size} bytes exceeds {limit}")
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise ProtocolError(ErrorCode.BAD_JSON, "message is not valid JSON") from err
-        if not isinstance(data, dict):
+        A frame over its type's limit (:meth:`limit`) is refused before it is parsed when it
+        names its type at its head, else once parsed (it is then at most ``max_bytes``)."""
+        declared = declared_type(raw)
+        data = self._bytes(raw, self.limit(declared), declared)
+        msg = load_json(data)
+        if not isinstance(msg, dict):
             raise ProtocolError(ErrorCode.INVALID_MESSAGE, "message must be a JSON object")
-        kind = data.get("type")
-        ref = kind if isinstance(kind, str) and len(kind) <= 40 else None
-        if ref not in CLIENT_TYPES:
-            raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {ref!r}", ref)
-        if size > self.max_bytes and ref != "cobrowse.events":
-            limit = self.max_bytes
-            raise ProtocolError(
-                ErrorCode.TOO_LARGE, f"message of {size} bytes exceeds {limit}", ref
-            )
-        if data.get("v", PROTOCOL_VERSION) != PROTOCOL_VERSION:
+        kind = msg.get("type")
+        ref = kind if isinstance(kind, str) and kind in CLIENT_TYPES else None
+        if ref is None:
+            shown = repr(kind)[:40] if isinstance(kind, str) else type(kind).__name__
+            raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {shown}")
+        if len(data) > self.limit(ref):
+            raise _too_large(len(data), self.limit(ref), ref)
+        if msg.get("v", PROTOCOL_VERSION) != PROTOCOL_VERSION:
             raise ProtocolError(
                 ErrorCode.UNSUPPORTED_VERSION,
-                f"protocol version {data.get('v')!r} is not supported, use {PROTOCOL_VERSION}",
+                f"protocol version {str(msg.get('v'))[:20]} is not supported, "
+                f"use {PROTOCOL_VERSION}",
                 ref,
             )
         try:
-            return self._adapter.validate_python(data)
+            return self._adapter.validate_python(msg)
         except ValidationError as err:
             first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"][1:]) or "message"
-            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{where}: {first['msg']}", ref) from err
+            where = ".".join(str(p) for p in first["loc"][1:]) or None
+            text = f"{(where or 'message')[:64]}: {first['msg']}"
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, text, ref, where) from err
+
+    @staticmethod
+    def _bytes(raw: str | bytes, limit: int, ref: str | None) -> bytes:
+        """The frame as UTF-8, refused when over ``limit`` (a character is at least a byte, so
+        an overlong text is refused before it is encoded)."""
+        if len(raw) > limit:
+            raise _too_large(len(raw), limit, ref)
+        if isinstance(raw, bytes):
+            return raw
+        try:
+            data = raw.encode("utf-8")
+        except UnicodeEncodeError as err:  # lone surrogates: not text a socket can carry
+            raise ProtocolError(ErrorCode.BAD_JSON, "message is not UTF-8 text") from err
+        if len(data) > limit:
+            raise _too_large(len(data), limit, ref)
+        return data
 
     @staticmethod
     def encode(msg: ServerMessage) -> str:

@@ -178,7 +178,9 @@ async def _serve(
             elif peer.staff_id is not None:
                 await desk.handle_advisor(peer.staff_id, msg)
         except ProtocolError as err:
-            conn.push(ErrorMessage(code=err.code, message=err.message, ref=err.ref))
+            conn.push(
+                ErrorMessage(code=err.code, message=err.message, ref=err.ref, field=err.field)
+            )
         except Exception:
             log.exception("error handling a message", extra={"principal": peer.principal})
             conn.push(ErrorMessage(code=ErrorCode.INTERNAL, message="internal error"))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
@@ -15,7 +17,16 @@ from signaling.messages import VerifyResult
 from store.audit import list_events
 from store.models import Case, ChatMessage
 from tests.store.test_postgres import reset_schema
-from tests.web.conftest import World, consent, identify, login, make_settings, running_world
+from tests.web.conftest import (
+    ADVISOR_PASSWORD,
+    World,
+    consent,
+    identify,
+    login,
+    make_settings,
+    running_world,
+)
+from web.accounts import create_staff
 from web.keys import DB, DESK
 
 TIMEOUT = 5.0
@@ -155,6 +166,39 @@ async def test_malformed_oversized_unknown_messages_get_codes_and_socket_survive
     assert (await _error(ws, big))["code"] == "too_large"
     await ws.send_json({"type": "ping"})
     assert (await receive(ws, "pong"))["type"] == "pong"
+
+
+async def test_frames_that_used_to_kill_the_handler_get_a_code_and_the_socket_stays_open(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 12: a lone surrogate closed the socket (1001), 30,000 brackets logged a
+    RecursionError per frame, a 5,000-digit number was called bad JSON."""
+    _, ws = await customer_socket(world)
+    with caplog.at_level(logging.WARNING):
+        assert (await _error(ws, r'{"type":"\ud800"}'))["code"] == "bad_json"
+        for _ in range(3):
+            assert (await _error(ws, "[" * 30_000))["code"] == "too_deep"
+        huge = '{"type":"ping","v":' + "9" * 5000 + "}"
+        assert (await _error(ws, huge))["code"] == "number_too_large"
+        await ws.send_json({"type": "ping"})
+        assert (await receive(ws, "pong"))["type"] == "pong"
+    assert not ws.closed
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+async def test_an_approval_id_beyond_the_database_is_an_error_naming_the_field(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    await create_staff(world.app[DB], "supervisor1", "Sup Li", ADVISOR_PASSWORD, "supervisor")
+    client = await world.make_client()
+    await login(client, "supervisor1")
+    ws = await client.ws_connect("/ws")
+    await receive(ws, "welcome")
+    with caplog.at_level(logging.WARNING):
+        raw = json.dumps({"type": "approval.decide", "approval_id": 2**63, "approve": True})
+        err = await _error(ws, raw)
+    assert err["code"] == "invalid_message" and err["field"] == "approval_id"
+    assert not [r for r in caplog.records if r.exc_info]
 
 
 async def test_customer_cannot_act_as_advisor_or_reach_another_case(world: World) -> None:
