@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from verification.attempt import Attempt, AttemptConfig, AttemptState, FrameObservation
 from verification.binding import BoundFrame
-from verification.challenges import Action, ChallengePlan, draw_challenges
+from verification.challenges import PAUSE, Action, ChallengePlan, draw_challenges
 from verification.decision import Decision
 from verification.engine import FaceEngine, FrameAnalysis, Template, Tracker
 from verification.evaluation.attacks import Presenter
@@ -155,8 +155,9 @@ def simulate(
     replaces the drawn plan (the bench's per-action detection runs plans of one challenge);
     ``pause`` the range of the "hold still" pauses (default: the server's)."""
     policy = policy or load_policy()
-    pauses = {} if pause is None else {"pause": pause}
-    plan = plan or draw_challenges(3, vocabulary, rng, time_limit=time_limit, **pauses)
+    plan = plan or draw_challenges(
+        3, vocabulary, rng, time_limit=time_limit, pause=PAUSE if pause is None else pause
+    )
     attempt = Attempt(plan, config, rng)
     attempt.start(0.0)
     tracker = Tracker()
