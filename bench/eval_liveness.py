@@ -19,7 +19,12 @@ presenting person's clip contains:
 * the swaps of ``verification.evaluation.swaps`` (``swap_pauses``, ``swap_baseline``,
   ``swap_mid_challenge``, ``swap_blurred``, ``swap_clip``, ``second_face``): the victim's photo
   (or clip) in front of the camera when it does not count and another real person answering the
-  challenges (the plan drawn from that person's vocabulary), checked against the victim.
+  challenges (the plan drawn from that person's vocabulary), checked against the victim;
+* ``talker`` — each GRID speaker of ``TALKERS`` talking on a loop against the server's plans:
+  as an attack, a replayed talking head (it must never pass); as a customer, somebody chatting
+  while they wait, reported apart (``talkers``): how many got through the baseline and the first
+  "hold still" pause to the first challenge, and what stopped the others before it (talking is
+  not a movement before the prompt).
 
 Genuine attempts run for every usable person (``Person.usable``: a clip with a head movement and
 another action) of ``EVERYONE``; attacks target the three people of ``PEOPLE``. ``--per-action``
@@ -62,6 +67,7 @@ from verification.engine import FaceEngine, Template, encode_jpeg
 from verification.evaluation.attacks import (
     EVERYONE,
     PEOPLE,
+    TALKERS,
     Clip,
     ClipReplay,
     GenuinePresenter,
@@ -91,11 +97,14 @@ ATTACKS = (
     "other_person",
     "screen_photo",
     *SWAP_KINDS,
+    "talker",
 )
 KINDS = ("genuine", *ATTACKS)
+# What can stop an attempt before its first challenge is shown.
+WAITING_STOPS = ("moved_before_prompt", "baseline_timed_out", "face_lost", "undecided", "aborted")
 PASSIVE = ("liveness.planar_motion", "liveness.frozen", "identity.changed", "pad.spoof")
 GENUINE = tuple(p for p in EVERYONE if p.usable)
-BY_NAME = {p.name: p for p in EVERYONE}
+BY_NAME = {p.name: p for p in EVERYONE + TALKERS}
 
 
 def _other(who: Person) -> Person:
@@ -119,6 +128,8 @@ def _presenter(
         return ClipReplay(clip, rng), who.name, None
     if kind == "replay_matched":
         return ClipReplay(clip, rng, kind=kind), who.name, who
+    if kind == "talker":
+        return ClipReplay(clip, rng, kind=kind), who.name, None
     if kind == "other_person":
         other = _other(who)
         presenter = GenuinePresenter(other, clips[other.name], rng, kind="other_person")
@@ -140,10 +151,10 @@ def _init(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     size = (args.width, args.height)
     engine: FaceEngine = build_engine(args.backend, args.models)
-    clips = {p.name: load_clip(args.data / p.clip, size) for p in EVERYONE}
+    clips = {p.name: load_clip(args.data / p.clip, size) for p in EVERYONE + TALKERS}
     screen = read_photo(args.data / SCREEN)
     references: dict[str, Template] = {
-        p.name: engine.enrol(encode_jpeg(photo_of(p, clips[p.name]))) for p in EVERYONE
+        p.name: engine.enrol(encode_jpeg(photo_of(p, clips[p.name]))) for p in EVERYONE + TALKERS
     }
     references["screen"] = engine.enrol(encode_jpeg(screen))
     _STATE.update(
@@ -186,6 +197,13 @@ def _one(job: tuple[str, str, int]) -> dict[str, Any]:
         pause=args.pause,
     )
     row = {"person": name, **asdict(outcome)}
+    events = [event for _, event, _ in outcome.timeline]
+    row["reached_first_challenge"] = "challenge_shown" in events
+    row["stopped_while_waiting"] = (
+        next((e for e in events if e in WAITING_STOPS), None)
+        if not row["reached_first_challenge"]
+        else None
+    )
     if plan is not None:
         row["kind"] = kind
     row.pop("timeline", None) if not args.verbose else None
@@ -201,8 +219,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     genuine = args.genuine if "genuine" in kinds else 0
     jobs = [(p.name, "genuine", i) for i in range(genuine) for p in GENUINE]
     jobs += [
-        (p.name, k, i) for i in range(args.attempts) for p in PEOPLE for k in ATTACKS if k in kinds
+        (p.name, k, i)
+        for i in range(args.attempts)
+        for p in PEOPLE
+        for k in ATTACKS
+        if k in kinds and k != "talker"
     ]
+    if "talker" in kinds:
+        jobs += [(p.name, "talker", i) for i in range(args.attempts) for p in TALKERS]
     jobs += [
         (p.name, f"action:{a}", i)
         for i in range(args.per_action)
@@ -272,6 +296,31 @@ def _per_action(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _talkers(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """GRID speakers talking while they wait: who reached the first challenge."""
+    if not rows:
+        return None
+    names = sorted({r["person"] for r in rows})
+    return {
+        "reached_first_challenge": sum(1 for r in rows if r["reached_first_challenge"]),
+        "attempts": len(rows),
+        "per_person": {
+            n: f"{sum(1 for r in rows if r['person'] == n and r['reached_first_challenge'])}/"
+            f"{sum(1 for r in rows if r['person'] == n)}"
+            for n in names
+        },
+        "stopped_while_waiting": dict(
+            collections.Counter(
+                r["stopped_while_waiting"] or "other"
+                for r in rows
+                if not r["reached_first_challenge"]
+            )
+        ),
+        "measured_as": "a talking head looped from the attempt's start: the baseline and the first "
+        "hold-still pause passed while talking (the challenges themselves are not answered)",
+    }
+
+
 def _per_person(rows: list[dict[str, Any]]) -> dict[str, str]:
     names = sorted({r["person"] for r in rows})
     return {
@@ -331,6 +380,7 @@ def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, 
             "measured_as": "simulator, one process: embedding the bound frames left after the "
             "last challenge, comparing and judging",
         },
+        "talkers": _talkers([r for r in rows if r["kind"] == "talker"]),
         "bound_frames_median": statistics.median(r["bound"] for r in rows) if rows else None,
         "genuine_match_scores": sorted(
             round(r["match_score"], 3) for r in genuine if r["match_score"] is not None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from verification.challenges import Action, Challenge, ChallengePlan
+from verification.challenges import DEFAULT_VOCABULARY, Action, Challenge, ChallengePlan
 from verification.config import build_engine
 from verification.engine import FaceEngine, Template, encode_jpeg
 from verification.evaluation.attacks import (
@@ -215,6 +215,26 @@ def test_a_replay_holding_a_turn_it_began_during_another_challenge_is_refused(
         ("liveness.wrong_action",),
         ("liveness.moved_before_prompt",),
     ), outcome
+
+
+@pytest.mark.parametrize("stem", ["lbax4n", "id2_vcd_swwp2s"])
+def test_a_customer_talking_while_waiting_reaches_the_challenges_and_a_talking_replay_fails(
+    engine: FaceEngine, shared_data: Path, stem: str
+) -> None:
+    """GRID speakers talk from the first frame (lbax4n opens his mouth wide twice, id2 blinks
+    twice): a customer chatting with the advisor through the baseline and the first "hold
+    still" is not refused for it; looped on, the talking head answers no challenge."""
+    who = person(f"grid-{stem}")
+    clip = load_clip(shared_data / who.clip)
+    reference = engine.enrol(encode_jpeg(photo_of(who, clip)))
+    rng = random.Random(3)
+    talker = ClipReplay(clip, rng, kind="talker")
+    vocabulary = list(DEFAULT_VOCABULARY)  # the server's
+    outcome = simulate(engine, reference, talker, vocabulary, rng, policy=POLICY)
+    events = [event for _, event, _ in outcome.timeline]
+    assert "challenge_shown" in events, outcome.timeline
+    assert "moved_before_prompt" not in events and "baseline_timed_out" not in events
+    assert not outcome.accepted and outcome.stopped_by == ("liveness.challenge_timeout",)
 
 
 @pytest.mark.parametrize("kind", SWAP_KINDS)

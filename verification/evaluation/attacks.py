@@ -43,6 +43,7 @@ from verification.evaluation.people import ACTIONS as ACTIONS
 from verification.evaluation.people import EVERYONE as EVERYONE
 from verification.evaluation.people import EXTRAS as EXTRAS
 from verification.evaluation.people import PEOPLE as PEOPLE
+from verification.evaluation.people import TALKERS as TALKERS
 from verification.evaluation.people import Person as Person
 from verification.evaluation.people import Segment as Segment
 from verification.evaluation.people import person as person

@@ -29,7 +29,10 @@ action (turn_left, turn_right or nod) and at least one other action: every plan 
 action, and a 3-challenge plan never repeats an action twice in a row. :data:`PEOPLE` holds the
 usable people only (benches draw genuine attempts and "another person" from it);
 :data:`EXTRAS` holds people who are not usable but serve as victims (their photo, their clip)
-of photo, replay and swap attacks, and for per-action figures. No clip holds a nod.
+of photo, replay and swap attacks, and for per-action figures. :data:`TALKERS` are the six GRID
+speakers: they only talk, so they answer no challenge, but they are what a customer chatting with
+the advisor looks like while waiting (the baseline, the pauses) and what a replayed talking head
+looks like; they are in neither tuple above. No clip holds a nod.
 
 Every clip of ``liveness_video`` (measured with the engine at 640×480, checked on contact
 sheets):
@@ -60,7 +63,7 @@ liveportrait/d2                no      0.5 s: eyes close at the end and never re
 liveportrait/s18               no      still at yaw +30° with two blinks; small face      no
 liveportrait/s20               no      tiny face (portrait video), a slow head lift and   no
                                        turn (−28° → −7°) without return, blinks
-grid/bbaf2n, brbk7n,           no      3-s talking heads at 360×288: speech and natural   no
+grid/bbaf2n, brbk7n,           no      3-s talking heads at 360×288: speech and natural   TALKERS
 id2_vcd_swwp2s, lbax4n,                blinks, head within ±7° (bbaf2n sits at +24°,
 lbbc2a, lrwp9a                         brbk7n −16°, lbbc2a −19°)
 =============================  ======  ================================================  =======
@@ -274,10 +277,23 @@ EXTRAS: tuple[Person, ...] = (
 
 EVERYONE: tuple[Person, ...] = PEOPLE + EXTRAS
 
+# The GRID speakers (3 s each, 25 fps): a sentence from the first frames on, no action a
+# challenge asks for. The photo is their frame at 0.2 s (frontal, before the first word); the
+# "neutral" stretch is nominal (nobody answers challenges with these clips).
+TALKERS: tuple[Person, ...] = tuple(
+    Person(
+        name=f"grid-{stem}",
+        clip=f"liveness_video/grid/{stem}.mpg",
+        photo_t=0.2,
+        neutral=_seg(0.0, 0.4),
+    )
+    for stem in ("bbaf2n", "brbk7n", "id2_vcd_swwp2s", "lbax4n", "lbbc2a", "lrwp9a")
+)
+
 
 def person(name: str) -> Person:
-    """The entry of :data:`PEOPLE` or :data:`EXTRAS` called ``name``."""
-    for entry in EVERYONE:
+    """The entry of :data:`PEOPLE`, :data:`EXTRAS` or :data:`TALKERS` called ``name``."""
+    for entry in EVERYONE + TALKERS:
         if entry.name == name:
             return entry
-    raise KeyError(f"no person {name!r}; known: {[p.name for p in EVERYONE]}")
+    raise KeyError(f"no person {name!r}; known: {[p.name for p in EVERYONE + TALKERS]}")
