@@ -3,7 +3,8 @@
 The hub knows nothing of aiohttp: a connection is given a ``send`` coroutine function and a
 ``close`` one by the endpoint that owns the socket. Messages to a principal (``"advisor:7"``,
 ``"customer:<case>"``) go to each of its connections without waiting: a connection whose queue
-is full is too slow to keep up and is closed rather than allowed to hold memory without bound.
+is full (in messages or in bytes) is too slow to keep up and is closed rather than allowed to
+hold memory without bound.
 """
 
 from __future__ import annotations
@@ -26,14 +27,24 @@ CLOSE_TOO_SLOW = 4008
 CLOSE_SHUTDOWN = 1001
 
 
-class Connection:
-    """One socket: a bounded queue drained by one owned writer task."""
+def utf8_size(text: str) -> int:
+    """Bytes ``text`` takes on the wire (no copy for ASCII, the common case)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
-    def __init__(self, principal: str, send: Send, close: Close, queue_size: int) -> None:
+
+class Connection:
+    """One socket: a queue bounded in messages and in bytes, drained by one owned writer task.
+    A message counts towards the bytes until it has been sent."""
+
+    def __init__(
+        self, principal: str, send: Send, close: Close, queue_size: int, queue_bytes: int
+    ) -> None:
         self.principal = principal
         self._send = send
         self._close = close
-        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue(maxsize=queue_size)
+        self._max_bytes = queue_bytes
+        self.queued_bytes = 0
         self._writer = asyncio.create_task(self._drain(), name=f"ws-writer:{principal}")
         self.closed = False
 
@@ -41,23 +52,29 @@ class Connection:
         """Queue a message; False (and the connection closes) when the queue is full."""
         if self.closed:
             return False
+        text = Codec.encode(msg)
+        size = utf8_size(text)
         try:
-            self._queue.put_nowait(Codec.encode(msg))
+            if self.queued_bytes + size > self._max_bytes:
+                raise asyncio.QueueFull
+            self._queue.put_nowait((text, size))
         except asyncio.QueueFull:
             log.warning("closing slow connection", extra={"principal": self.principal})
             self._schedule_close(CLOSE_TOO_SLOW, "too slow")
             return False
+        self.queued_bytes += size
         return True
 
     async def _drain(self) -> None:
         while True:
-            text = await self._queue.get()
+            text, size = await self._queue.get()
             try:
                 await self._send(text)
             except (ConnectionError, RuntimeError):
                 log.debug("send failed; the reader will notice the close")
                 return
             finally:
+                self.queued_bytes -= size
                 self._queue.task_done()
 
     async def flush(self) -> None:
@@ -95,7 +112,8 @@ class Hub:
 
     def attach(self, principal: str, send: Send, close: Close) -> Connection:
         """Register a new connection for ``principal``."""
-        conn = Connection(principal, send, close, self.config.outbound_queue_size)
+        cfg = self.config
+        conn = Connection(principal, send, close, cfg.outbound_queue_size, cfg.outbound_queue_bytes)
         self._by_principal.setdefault(principal, set()).add(conn)
         return conn
 

@@ -6,7 +6,7 @@ import asyncio
 
 from signaling.config import SignalingConfig
 from signaling.hub import CLOSE_TOO_SLOW, Hub
-from signaling.messages import Pong, QueueEntry
+from signaling.messages import CobrowseEventsOut, Pong, QueueEntry
 from signaling.queue import WaitingQueue
 
 
@@ -70,5 +70,49 @@ async def test_a_client_that_stops_reading_is_closed_not_buffered_forever() -> N
     assert delivered == [1] * 4 + [0] * 6  # four fit; then the connection is given up
     await asyncio.sleep(0.01)
     assert closed == [CLOSE_TOO_SLOW]
+    await conn.aclose()
+    hub.detach(conn)
+
+
+async def test_a_stalled_queue_is_bounded_in_bytes_not_only_in_messages() -> None:
+    """Issue 12: 256 queued messages of 1 MiB each were 256 MiB held for one slow socket."""
+    hub = Hub(SignalingConfig())  # 256 messages, 4 MiB
+    stalled = asyncio.Event()
+    closed: list[int] = []
+
+    async def send(text: str) -> None:
+        await stalled.wait()
+
+    async def close(code: int, reason: str) -> None:
+        closed.append(code)
+
+    conn = hub.attach("advisor:1", send, close)
+    batch = CobrowseEventsOut(events=[{"type": 2, "data": {"pad": "x" * 1_000_000}}])
+    delivered = [hub.send("advisor:1", batch) for _ in range(6)]
+    assert delivered == [1, 1, 1, 1, 0, 0]  # 4 MB fit in 4 MiB; the fifth closes the socket
+    assert conn.queued_bytes <= 4 * 1024 * 1024
+    await asyncio.sleep(0.01)
+    assert closed == [CLOSE_TOO_SLOW]
+    await conn.aclose()
+    hub.detach(conn)
+
+
+async def test_sent_messages_no_longer_count_towards_the_bytes() -> None:
+    hub = Hub(SignalingConfig())
+    sent: list[int] = []
+    closed: list[int] = []
+
+    async def send(text: str) -> None:
+        sent.append(len(text))
+
+    async def close(code: int, reason: str) -> None:
+        closed.append(code)
+
+    conn = hub.attach("advisor:1", send, close)
+    batch = CobrowseEventsOut(events=[{"type": 2, "data": {"pad": "界" * 200_000}}])
+    for _ in range(10):  # 6 MB in all, one message waiting at a time
+        assert hub.send("advisor:1", batch) == 1
+        await conn.flush()
+    assert len(sent) == 10 and conn.queued_bytes == 0 and closed == []
     await conn.aclose()
     hub.detach(conn)
