@@ -24,7 +24,6 @@ from sqlalchemy.orm import aliased
 
 from cases.artifacts import COBROWSE_STORED, TOMBSTONE, streams
 from cases.errors import CaseError, CaseNotFound, InvalidTransition
-from cases.services import SERVICES
 from cases.states import CaseState
 from store.audit import add_event
 from store.blobs import BlobStore
@@ -127,7 +126,8 @@ def _who(second: bool) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CaseFilter:
-    """What the auditor searches for; every field optional."""
+    """What the auditor searches for; every field optional. The web layer reads it from URL
+    parameters (``web.audit.case_filter``); it checks that its fields fit together."""
 
     date_from: date | None = None  # closed on or after (UTC date)
     date_to: date | None = None  # closed on or before
@@ -138,52 +138,15 @@ class CaseFilter:
     state: ReviewState | None = None
     page: int = 1
 
-    @classmethod
-    def from_query(cls, query: Mapping[str, str]) -> CaseFilter:
-        """Read a filter from URL parameters; :class:`ReviewInputError` names a bad field."""
-
-        def text(name: str) -> str | None:
-            value = query.get(name, "").strip()
-            return value or None
-
-        def day(name: str) -> date | None:
-            value = text(name)
-            if value is None:
-                return None
-            try:
-                return date.fromisoformat(value)
-            except ValueError as err:
-                raise ReviewInputError(name, "not a date (YYYY-MM-DD)") from err
-
-        def choice(name: str, allowed: Sequence[str]) -> str | None:
-            value = text(name)
-            if value is not None and value not in allowed:
-                raise ReviewInputError(name, f"must be one of {', '.join(allowed)}")
-            return value
-
-        def number(name: str, default: int | None) -> int | None:
-            value = text(name)
-            if value is None:
-                return default
-            if not value.isdigit() or int(value) < 1:
-                raise ReviewInputError(name, "not a positive number")
-            return int(value)
-
-        date_from, date_to = day("date_from"), day("date_to")
-        if date_from and date_to and date_from > date_to:
+    def __post_init__(self) -> None:
+        if self.date_from and self.date_to and self.date_from > self.date_to:
             raise ReviewInputError("date_to", "is before date_from")
-        state = choice("state", [s.value for s in ReviewState])
-        page = number("page", 1)
-        return cls(
-            date_from=date_from,
-            date_to=date_to,
-            service=choice("service", SERVICES),
-            outcome=choice("outcome", OUTCOMES),
-            advisor_id=number("advisor", None),
-            flag=choice("flag", (*FLAG_CODES, "any")),
-            state=ReviewState(state) if state else None,
-            page=page or 1,
-        )
+        if self.date_to is not None and self.date_to >= date.max:
+            raise ReviewInputError("date_to", "is past the last day a search can end on")
+        if self.page < 1:
+            raise ReviewInputError("page", "must be at least 1")
+        if self.advisor_id is not None and self.advisor_id < 1:
+            raise ReviewInputError("advisor", "must be at least 1")
 
     def to_query(self, **changes: object) -> dict[str, str]:
         """The filter as URL parameters (empty fields left out), with ``changes`` applied."""

@@ -35,10 +35,12 @@ from cases.review import (
 )
 from cases.services import SERVICES
 from store.errors import BlobCorrupt, BlobNotFound, StoreError
+from web import params
 from web.accounts import StaffRef, get_staff
 from web.keys import BLOBS, CATALOG, DB, REQ_LANG, REVIEW, session_of
-from web.middleware import json_error
+from web.middleware import json_error, wants_json
 from web.pages import current_staff
+from web.params import BadParam
 from web.render import render
 
 log = logging.getLogger(__name__)
@@ -47,9 +49,11 @@ routes = web.RouteTableDef()
 AUDITOR_ROLES = frozenset({"auditor"})
 MAX_COMMENT = 2000
 MAX_BODY = 16 * 1024
+MAX_PAGE = 100_000
 CHUNK = 1024 * 1024
 SIDES = ("customer", "advisor")
-_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+# ASCII digits, at most 18 (\d takes other scripts' digits, and int() refuses 4,301).
+_RANGE_RE = re.compile(r"bytes=([0-9]{0,18})-([0-9]{0,18})", re.ASCII)
 
 
 # ---- pure helpers -------------------------------------------------------------------------
@@ -230,6 +234,24 @@ def _filter_options(advisors: list[tuple[int, str]]) -> dict[str, Any]:
     }
 
 
+def case_filter(query: params.Params) -> CaseFilter:
+    """The search's filter from its URL parameters; :class:`BadParam` names a bad one."""
+    state = params.choice(query, "state", [s.value for s in ReviewState])
+    try:
+        return CaseFilter(
+            date_from=params.day(query, "date_from"),
+            date_to=params.day(query, "date_to"),
+            service=params.choice(query, "service", SERVICES),
+            outcome=params.choice(query, "outcome", OUTCOMES),
+            advisor_id=params.integer(query, "advisor"),
+            flag=params.choice(query, "flag", (*FLAG_CODES, "any")),
+            state=ReviewState(state) if state else None,
+            page=params.integer(query, "page", hi=MAX_PAGE) or 1,
+        )
+    except ReviewInputError as err:
+        raise BadParam(err.field, "out_of_range", err.message) from err
+
+
 def _page_link(f: CaseFilter, page: int) -> str:
     query = f.to_query(page=page if page > 1 else None)
     return "/audit?" + urlencode(query) if query else "/audit"
@@ -237,15 +259,18 @@ def _page_link(f: CaseFilter, page: int) -> str:
 
 @routes.get("/audit")
 async def search_page(request: web.Request) -> web.Response:
-    """The auditors' search: a GET filter form and one page of closed cases."""
+    """The auditors' search: a GET filter form and one page of closed cases. A bad filter is
+    shown beside its field (400); asked for JSON, the 400 is JSON naming the field."""
     staff = await current_staff(request, AUDITOR_ROLES)
     desk = request.app[REVIEW]
     values: Mapping[str, str] = request.query
     errors: dict[str, str] = {}
     result = None
     try:
-        f = CaseFilter.from_query(values)
-    except ReviewInputError as err:
+        f = case_filter(values)
+    except BadParam as err:
+        if wants_json(request):
+            raise
         errors[err.field] = f"audit.filter.error.{err.field}"
         f = CaseFilter()
     else:

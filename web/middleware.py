@@ -10,6 +10,7 @@ from aiohttp import web
 
 from web.i18n import negotiate
 from web.keys import REQ_ELDERLY, REQ_LANG, REQ_SESSION, SESSIONS, SETTINGS, session_of
+from web.params import BadParam
 from web.sessions import COOKIE
 
 log = logging.getLogger(__name__)
@@ -65,9 +66,14 @@ async def on_prepare(request: web.Request, response: web.StreamResponse) -> None
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn HTTP errors into JSON bodies where JSON is expected; hide internal errors."""
+    """Turn HTTP errors into JSON bodies where JSON is expected; a bad parameter into 400
+    naming it; hide internal errors."""
     try:
         return await handler(request)
+    except BadParam as err:
+        if wants_json(request):
+            return web.json_response(err.as_json(), status=400)
+        raise web.HTTPBadRequest(text=str(err)) from err
     except web.HTTPException as exc:
         if exc.status < 400 or not wants_json(request) or exc.content_type == "application/json":
             raise

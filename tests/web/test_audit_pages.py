@@ -429,6 +429,38 @@ async def test_a_bad_filter_is_shown_next_to_its_field(
         assert f'aria-describedby="filter-{field}-error"' in html
 
 
+# Issue 12: each of these answered 500.
+ANSWERED_500 = [
+    ("page=²", "page"),
+    ("advisor=²", "advisor"),
+    ("page=" + "9" * 5000, "page"),
+    ("advisor=99999999999999999999", "advisor"),
+    ("date_to=9999-12-31", "date_to"),
+]
+
+
+@pytest.mark.parametrize(("query", "field"), ANSWERED_500)
+async def test_a_filter_that_answered_500_is_a_400_beside_its_field(
+    world: World, query: str, field: str
+) -> None:
+    auditor = await as_staff(world, "auditor1")
+    resp = await auditor.get(f"/audit?{query}")
+    assert resp.status == 400 and resp.content_type == "text/html"
+    assert f'id="filter-{field}-error"' in await resp.text()
+
+
+@pytest.mark.parametrize(("query", "field"), ANSWERED_500)
+async def test_asked_for_json_a_bad_filter_is_a_json_400_naming_the_field(
+    world: World, query: str, field: str
+) -> None:
+    auditor = await as_staff(world, "auditor1")
+    resp = await auditor.get(f"/audit?{query}", headers={"Accept": "application/json"})
+    assert resp.status == 400 and resp.content_type == "application/json"
+    body = await resp.json()
+    assert body["field"] == field and body["error"] in {"bad_number", "out_of_range"}
+    assert body["message"].startswith(f"{field}: ")
+
+
 # ---- the case page ----------------------------------------------------------------------------
 
 
