@@ -188,7 +188,12 @@ def create_app(settings: Settings) -> web.Application:
     """Build the application; resources open in ``cleanup_ctx`` when it starts."""
     check_supported(settings)
     app = web.Application(
-        middlewares=[middleware.errors, middleware.sessions, middleware.csrf],
+        middlewares=[
+            middleware.errors,
+            middleware.static_files,
+            middleware.sessions,
+            middleware.csrf,
+        ],
         client_max_size=1024 * 1024,
     )
     app[SETTINGS] = settings

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -83,6 +86,50 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if wants_json(request):
             return json_error(500, "internal", "internal error")
         raise
+
+
+# The file system's limits on a name and a path (Linux): a longer one cannot be a file of ours.
+NAME_MAX = 255
+PATH_MAX = 4096
+
+
+def static_name(filename: str) -> tuple[str, ...] | None:
+    """The segments of a static file's name, or None when it cannot name a file under the
+    folder (empty, ``.``/``..`` segments, NUL or a backslash, a name the file system refuses)."""
+    parts = tuple(filename.split("/"))
+    if len(filename.encode("utf-8", "surrogatepass")) > PATH_MAX or "\\" in filename:
+        return None
+    for part in parts:
+        if part in ("", ".", "..") or "\0" in part:
+            return None
+        if len(part.encode("utf-8", "surrogatepass")) > NAME_MAX:
+            return None
+    return parts
+
+
+def _is_file(folder: Path, parts: tuple[str, ...]) -> bool:
+    try:
+        return folder.joinpath(*parts).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+@web.middleware
+async def static_files(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Static routes answer a file or 404, never 500: a name the file system refuses (a
+    segment over 255 bytes was an uncaught OSError) and a missing file (aiohttp's own 404 has
+    no body) raise HTTPNotFound here, which ``errors`` turns into JSON when JSON is asked for."""
+    resource = request.match_info.route.resource
+    if not isinstance(resource, web.StaticResource):
+        return await handler(request)
+    parts = static_name(request.match_info.get("filename", ""))
+    folder = Path(os.fspath(resource.get_info()["directory"]))
+    if parts is None or not await asyncio.to_thread(_is_file, folder, parts):
+        raise web.HTTPNotFound(text="no such file")
+    try:
+        return await handler(request)
+    except OSError as err:
+        raise web.HTTPNotFound(text="no such file") from err
 
 
 @web.middleware

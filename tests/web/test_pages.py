@@ -156,3 +156,37 @@ async def test_the_staff_logo_leads_each_role_to_its_own_start_page(
     anonymous = await world.make_client()
     resp = await anonymous.get("/staff", allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"].startswith("/staff/login")
+
+
+JSON = {"Accept": "application/json"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/" + "a" * 300,  # issue 12: an OSError (name too long) answered 500 to anyone
+        "/static/js/" + "b" * 256 + ".js",
+        "/vendor/rrweb/" + "c" * 1000,
+        "/static/js/no-such-file.js",
+        "/static/js/",
+        "/static/%00",
+    ],
+)
+async def test_a_static_path_that_names_no_file_is_404_with_json_when_asked(
+    world: World, path: str
+) -> None:
+    client = await world.make_client()
+    plain = await client.get(path)
+    assert plain.status == 404
+    asked = await client.get(path, headers=JSON)
+    assert asked.status == 404 and asked.content_type == "application/json"
+    assert (await asked.json())["error"] == "not_found"
+
+
+async def test_static_files_are_still_served(world: World) -> None:
+    client = await world.make_client()
+    resp = await client.get("/static/js/common.js")
+    assert resp.status == 200 and "javascript" in resp.content_type
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    ranged = await client.get("/static/js/common.js", headers={"Range": "bytes=0-9"})
+    assert ranged.status == 206 and len(await ranged.read()) == 10
