@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 from urllib.parse import urlencode
 
 from aiohttp import web
+from yarl import URL
 
 from cases.consent import Consent, current_consent
 from cases.errors import CaseNotFound, IdentificationFailed, NotAllowed, TooManyAttempts
@@ -48,11 +50,49 @@ def see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
-def safe_next(raw: str | None, default: str = "/") -> str:
-    """Only same-site relative paths are followed after a switch (no open redirect)."""
-    if not raw or not raw.startswith("/") or raw.startswith("//") or "\\" in raw:
+MAX_NEXT = 2048
+
+
+def plain_path(raw: object) -> URL | None:
+    """``raw`` as a same-site path (``/a/b?c=d``), or None when a browser could read it as
+    anything else: not starting with one ``/``, a scheme or a host, a backslash, whitespace or
+    a control character (browsers drop a tab: ``/\t/evil.example`` is ``//evil.example``)."""
+    if not isinstance(raw, str) or not 0 < len(raw) <= MAX_NEXT or "\\" in raw:
+        return None
+    if not raw.startswith("/") or raw.startswith("//") or not raw.isprintable():
+        return None
+    if any(c.isspace() for c in raw):
+        return None
+    try:
+        url = URL(raw)
+    except ValueError:
+        return None
+    if url.scheme or url.host is not None or url.fragment or not url.path.startswith("/"):
+        return None
+    return None if url.path.startswith("//") else url
+
+
+def serves_page(router: web.UrlDispatcher, path: str) -> bool:
+    """Whether a GET of ``path`` (decoded) is one of the router's pages (static files aside)."""
+    for resource in router.resources():
+        if not any(route.method in ("GET", "*") for route in resource):
+            continue
+        info = resource.get_info()
+        if info.get("path") == path:
+            return True
+        pattern = info.get("pattern")
+        if isinstance(pattern, re.Pattern) and pattern.fullmatch(path):
+            return True
+    return False
+
+
+def safe_next(request: web.Request, raw: object, default: str = "/") -> str:
+    """Where to go after a login or a switch: ``raw`` only when it is a plain path to one of
+    our own pages (no open redirect), else ``default``."""
+    url = plain_path(raw)
+    if url is None or not serves_page(request.app.router, url.path_safe):
         return default
-    return raw
+    return str(url)
 
 
 async def start_session(
@@ -254,7 +294,7 @@ async def switch_language(request: web.Request) -> web.StreamResponse:
     code = request.match_info["code"]
     if code not in SUPPORTED:
         raise web.HTTPNotFound(text=f"unsupported language {code!r}")
-    response = see_other(safe_next(request.query.get("next")))
+    response = see_other(safe_next(request, request.query.get("next")))
     response.set_cookie("lang", code, max_age=365 * 86400, samesite="Lax", path="/")
     return response
 
@@ -263,7 +303,7 @@ async def switch_language(request: web.Request) -> web.StreamResponse:
 async def switch_elderly(request: web.Request) -> web.StreamResponse:
     """Turn elderly mode (large text, high contrast, big buttons) on or off."""
     on = request.query.get("on") == "1"
-    response = see_other(safe_next(request.query.get("next")))
+    response = see_other(safe_next(request, request.query.get("next")))
     response.set_cookie(
         "elderly", "1" if on else "0", max_age=365 * 86400, samesite="Lax", path="/"
     )
@@ -280,7 +320,7 @@ STAFF_HOME = {"supervisor": "/staff/approvals", "admin": "/admin/outbox", "audit
 @routes.get("/staff/login")
 async def login_page(request: web.Request) -> web.Response:
     """Staff login form."""
-    target = safe_next(request.query.get("next"), "")
+    target = safe_next(request, request.query.get("next"), "")
     return await render_with_session(request, "staff_login.html", error=None, next_path=target)
 
 
@@ -307,10 +347,10 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             "staff_login.html",
             status=401,
             error="login.error.invalid",
-            next_path=safe_next(str(form.get("next", "")), ""),
+            next_path=safe_next(request, form.get("next"), ""),
         )
     response = see_other(
-        safe_next(str(form.get("next", "")), STAFF_HOME.get(staff.role, "/advisor"))
+        safe_next(request, form.get("next"), STAFF_HOME.get(staff.role, "/advisor"))
     )
     await start_session(request, response, "staff", staff_id=staff.id)
     log.info("staff login", extra={"staff_id": staff.id})

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from store.models import Case
-from tests.web.conftest import Person, World, consent, csrf_of, identify, login
+from tests.web.conftest import ADVISOR_PASSWORD, Person, World, consent, csrf_of, identify, login
 from web.keys import DB
 
 
@@ -190,3 +190,45 @@ async def test_static_files_are_still_served(world: World) -> None:
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     ranged = await client.get("/static/js/common.js", headers={"Range": "bytes=0-9"})
     assert ranged.status == 206 and len(await ranged.read()) == 10
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/%09/evil.example",  # issue 12: browsers drop the tab and go to //evil.example
+        "/%0a/evil.example",
+        "//evil.example",
+        "/\\evil.example",
+        "https://evil.example/",
+        "/%20/evil.example",
+        "/no/such/page",
+        "/staff/logout",  # POST only
+    ],
+)
+async def test_next_leads_only_to_a_page_of_our_own(world: World, target: str) -> None:
+    client = await world.make_client()
+    switched = await client.get(f"/lang/en?next={target}", allow_redirects=False)
+    assert switched.status == 303 and switched.headers["Location"] == "/"
+    elderly = await client.get(f"/prefs/elderly?on=1&next={target}", allow_redirects=False)
+    assert elderly.headers["Location"] == "/"
+    page = await client.get(f"/staff/login?next={target}")
+    resp = await client.post(
+        "/staff/login",
+        data={
+            "csrf_token": csrf_of(await page.text()),
+            "username": "advisor1",
+            "password": ADVISOR_PASSWORD,
+            "next": target.replace("%09", "\t").replace("%0a", "\n").replace("%20", " "),
+        },
+        allow_redirects=False,
+    )
+    assert resp.status == 303 and resp.headers["Location"] == "/advisor"
+
+
+async def test_next_keeps_a_page_of_ours_with_its_query(world: World) -> None:
+    client = await world.make_client()
+    back = "/identify?service=pin_change"
+    switched = await client.get("/lang/en", params={"next": back}, allow_redirects=False)
+    assert switched.headers["Location"] == back
+    page = await client.get("/staff/login", params={"next": "/audit?page=2"})
+    assert 'value="/audit?page=2"' in await page.text()
