@@ -22,6 +22,7 @@ approvals and outbox pages in both languages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -354,8 +355,16 @@ async def receipt_shown(visit: Visit, done_key: str) -> dict[str, Any]:
     await expect(visit.cust.locator("#receipt-what")).to_have_text(visit.catalogue[done_key])
     await expect(visit.cust.locator("#receipt-time")).not_to_be_empty()
     await expect(visit.cust.locator("#secure-pad")).to_be_hidden()
-    states = [m["status"] for m in visit.advisor_ws.messages("service.state")]
-    done = [s for s in states if s["step"] == "done"]
+    # The advisor's socket may get its state a moment after the customer's page shows it.
+    done: list[dict[str, Any]] = []
+    states: list[dict[str, Any]] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(10):
+            while not done:
+                states = [m["status"] for m in visit.advisor_ws.messages("service.state")]
+                done = [s for s in states if s["step"] == "done"]
+                if not done:
+                    await asyncio.sleep(0.1)
     assert done, f"the advisor was not told the service is done: {[s['step'] for s in states]}"
     data = done[-1]["receipt"]
     await expect(visit.cust.locator("#receipt-case")).to_have_text(data["case"])

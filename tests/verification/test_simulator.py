@@ -118,8 +118,13 @@ def test_attacks_are_refused(
     if kind == "photo_moved":
         # A sheet swinging from −30° to +30°: either no baseline is taken, or the turns it makes
         # are named planar, or (a baseline taken at the swing's end, up to 32° is somebody
-        # sitting sideways) the swing never reads as a turn held from there.
-        named = PASSIVE | {"liveness.not_neutral", "liveness.challenge_timeout"}
+        # sitting sideways) the swing never reads as a turn held from there, or a turn it holds
+        # while a blink is asked is a wrong action.
+        named = PASSIVE | {
+            "liveness.not_neutral",
+            "liveness.challenge_timeout",
+            "liveness.wrong_action",
+        }
         assert named & set(outcome.reasons), outcome.reasons
     if kind == "other_person" and outcome.liveness_passed:
         assert "match.below_threshold" in outcome.reasons, outcome.reasons
