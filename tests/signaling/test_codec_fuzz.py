@@ -1,7 +1,7 @@
 """Property-based fuzzing of the WebSocket codec (issue 12): whatever a client sends, the codec
 returns a message or raises ProtocolError with a code, and both can be sent on a socket.
 
-Fixed seed (``derandomize``), no example database, 4,000 inputs per test: the frames drawn
+Fixed seed (``derandomize``), no example database, 10,000 inputs per test: the frames drawn
 from the schema (every type, its fields with any JSON value, deep nesting, huge numbers) and
 raw text or bytes.
 """
@@ -29,7 +29,7 @@ from signaling.messages import (
 
 codec = Codec(64 * 1024)
 FUZZ = settings(
-    max_examples=4_000,
+    max_examples=10_000,
     derandomize=True,
     database=None,
     deadline=None,
