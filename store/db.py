@@ -11,6 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -123,3 +124,22 @@ async def open_database(cfg: StoreConfig) -> Database:
     engine = _make_engine(url)
     log.info("database ready (%s)", url.render_as_string(hide_password=True))
     return Database(engine)
+
+
+async def integrity_problems(db: Database, limit: int = 20) -> list[str]:
+    """What the database's own consistency check finds (``[]``: nothing).
+
+    SQLite: ``PRAGMA integrity_check`` reads every page, so an overwritten page is found even
+    where no query of ours would touch it; a file too damaged to be read at all is one problem.
+    PostgreSQL checks its pages as it reads them (with data checksums, when the cluster has
+    them): there is no whole-database check to run from here, so nothing is reported.
+    """
+    if db.engine.dialect.name != "sqlite":
+        return []
+    try:
+        async with db.engine.connect() as conn:
+            rows = (await conn.execute(text(f"PRAGMA integrity_check({int(limit)})"))).all()
+    except DBAPIError as err:
+        return [f"the database file cannot be read: {err.orig}"]
+    found = [str(row[0]) for row in rows]
+    return [] if found == ["ok"] else found

@@ -5,7 +5,8 @@ Each command reads ``Settings.from_env()`` and runs in its own ``asyncio.run``, 
 ``audit verify-bundle``, which reads neither settings nor database: it runs offline on any
 machine. Expected failures (bad input, duplicates, unreadable files) print one line to stderr
 and exit with status 2; ``audit verify`` and ``audit verify-bundle`` exit with status 1 when
-what they check is broken.
+what they check is broken; ``audit verify-bundle`` without ``--public-key`` exits with status 3
+when the bundle is only self-consistent (any key could have signed it).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
+
 from banking.core import CoreBanking, NewCustomer, StoredTemplate
 from banking.demo import DemoSummary, Enroller, seed_demo
 from banking.errors import BankingError, InvalidCustomerData
@@ -32,8 +35,9 @@ from cases.errors import CaseError
 from cases.recordings import RecordingCheck
 from cases.retention import RetentionReport, run_retention
 from store.blobs import BlobStore
+from store.chain import Broken
 from store.checkpoints import VerifyReport, verify_log, write_checkpoint
-from store.db import Database, open_database
+from store.db import Database, integrity_problems, open_database
 from store.errors import StoreError
 from store.s3 import open_blob_store
 from store.signing import (
@@ -54,6 +58,7 @@ log = logging.getLogger(__name__)
 PASSWORD_ENV = "CLOUDBRANCH_NEW_STAFF_PASSWORD"
 EXIT_BROKEN = 1
 EXIT_USAGE = 2
+EXIT_UNPINNED = 3  # verify-bundle without --public-key: self-consistent, signer not checked
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -223,9 +228,20 @@ async def _audit_verify(settings: Settings, public_key: str | None) -> VerifyRep
                 "or pass --public-key"
             )
         public = key.public_key()
-    async with _services(settings) as (db, blobs, _banking):
-        # Every stored recording must still hash to what its event says, unless tombstoned.
-        return await verify_log(db, public, [RecordingCheck(db, blobs)])
+    try:
+        async with _services(settings) as (db, blobs, _banking):
+            # The file first: a damaged page may hold what no query below reads.
+            problems = await integrity_problems(db)
+            if problems:
+                return _damaged("integrity check failed: " + "; ".join(problems))
+            # Every stored recording must still hash to what its event says, unless tombstoned.
+            return await verify_log(db, public, [RecordingCheck(db, blobs)])
+    except DBAPIError as err:  # too damaged to open or migrate
+        return _damaged(f"integrity check failed: the database cannot be read: {err.orig}")
+
+
+def _damaged(reason: str) -> VerifyReport:
+    return VerifyReport(0, 0, Broken(0, "database_integrity", reason))
 
 
 async def _audit_export(settings: Settings, public_id: str, out: Path) -> BundleInfo:
@@ -299,10 +315,20 @@ def _cmd_audit_export(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _cmd_audit_verify_bundle(args: argparse.Namespace) -> int:
-    """Offline: no settings, no database."""
+    """Offline: no settings, no database. Without ``--public-key`` a bundle signed by any key
+    is self-consistent at best: that is said, and the exit status is not 0."""
     report = _verify_bundle(Path(args.bundle), args.public_key)
     print(json.dumps(report.to_json(), ensure_ascii=False))
-    return 0 if report.ok else EXIT_BROKEN
+    if not report.ok:
+        return EXIT_BROKEN
+    if not report.pinned:
+        print(
+            "checked only that the bundle is self-consistent: anyone can sign a bundle with a "
+            "key of their own; pass --public-key with the bank's audit key to trust it",
+            file=sys.stderr,
+        )
+        return EXIT_UNPINNED
+    return 0
 
 
 def _cmd_retention_run(settings: Settings, args: argparse.Namespace) -> None:
@@ -323,7 +349,9 @@ def _add_bundle(audit_sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     check.add_argument("bundle", help="the bundle's zip file")
     check.add_argument(
-        "--public-key", help="base64 Ed25519 public key the bundle must be signed with"
+        "--public-key",
+        help="base64 Ed25519 public key the bundle must be signed with (without it the check "
+        f"is of self-consistency only and exits {EXIT_UNPINNED})",
     )
     check.set_defaults(run_offline=_cmd_audit_verify_bundle)
 

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import os
+import random
 import secrets
 import sqlite3
 import zipfile
@@ -305,6 +306,28 @@ def test_audit_verify_names_a_deleted_event(env: Path, capsys: pytest.CaptureFix
     assert "seq gap after 2" in report["first_broken"]["reason"]
 
 
+@pytest.mark.parametrize("garbage", ["zeros", "random"])
+def test_audit_verify_checks_the_database_file_first(
+    env: Path, capsys: pytest.CaptureFixture[str], garbage: str
+) -> None:
+    """Issue 12: a SQLite file whose last page was overwritten used to verify "ok"."""
+    _append_events(40)
+    assert main(["audit", "checkpoint"]) == 0
+    capsys.readouterr()
+    db_file = env / "cloudbranch.db"
+    with closing(sqlite3.connect(db_file)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+    with db_file.open("r+b") as fh:
+        fh.seek(-page, os.SEEK_END)
+        fh.write(bytes(page) if garbage == "zeros" else random.Random(7).randbytes(page))
+    status = main(["audit", "verify"])
+    report = json.loads(capsys.readouterr().out)
+    assert status == 1 and report["ok"] is False
+    assert report["first_broken"]["kind"] == "database_integrity"
+    assert "integrity" in report["first_broken"]["reason"]
+
+
 def test_audit_verify_with_a_swapped_key(capsys: pytest.CaptureFixture[str]) -> None:
     _append_events(2)
     assert main(["audit", "checkpoint"]) == 0
@@ -436,6 +459,11 @@ def test_audit_export_then_verify_bundle(
     assert "not the expected key" in json.loads(capsys.readouterr().out)["problems"][0]
     assert main(["audit", "verify-bundle", str(out), "--public-key", "not a key"]) == 2
     assert "public key" in capsys.readouterr().err
+    # Without a pinned key an intact bundle is only self-consistent: said, and not status 0.
+    assert main(["audit", "verify-bundle", str(out)]) == 3
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["pinned"] is False
+    assert "only that the bundle is self-consistent" in captured.err
     _append_to_zip(out, {"planted.txt": b"x"})
     assert main(["audit", "verify-bundle", str(out)]) == 1
     report = json.loads(capsys.readouterr().out)
