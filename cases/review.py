@@ -797,8 +797,11 @@ def _blocked(review: CaseReview, verdicts: Sequence[ReviewVerdict], auditor_id: 
     state = ReviewState(review.state)
     if state in FINAL_STATES:
         return "the review is finished"
-    if state is ReviewState.SECOND_REVIEW and review.first_auditor_id == auditor_id:
-        return "a second auditor must decide this case"
+    if state is ReviewState.SECOND_REVIEW and (
+        review.first_auditor_id == auditor_id or any(v.auditor_id == auditor_id for v in verdicts)
+    ):
+        # Four eyes: the auditor who confirmed cannot clear the flag raised against that.
+        return "an auditor who has given no verdict on this case must decide it"
     if state is ReviewState.CONFIRMED and any(v.auditor_id == auditor_id for v in verdicts):
         return "you confirmed this case; another auditor may still flag it"
     return None

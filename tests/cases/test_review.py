@@ -134,7 +134,11 @@ async def test_a_case_nobody_disagreed_on_is_unreviewed_and_one_auditor_confirms
 ) -> None:
     public_id = await _close(world, world.case)
     await _add_recording(world, world.case, "customer")
-    a1, a2 = await _auditor(world, "a1"), await _auditor(world, "a2")
+    a1, a2, a3 = (
+        await _auditor(world, "a1"),
+        await _auditor(world, "a2"),
+        await _auditor(world, "a3"),
+    )
     desk = ReviewDesk(world.db)
     assert (await desk.detail(a1, public_id)).summary.review_state is ReviewState.UNREVIEWED
     assert await desk.decide(a1, public_id, "confirm", "") is ReviewState.CONFIRMED
@@ -150,7 +154,12 @@ async def test_a_case_nobody_disagreed_on_is_unreviewed_and_one_auditor_confirms
     with pytest.raises(ReviewRefused) as refused:
         await desk.decide(a2, public_id, "confirm", "")
     assert refused.value.code == "second_auditor_required"
-    assert await desk.decide(a1, public_id, "flag", "agreed") is ReviewState.UPHELD
+    # Nor may the auditor who confirmed it clear the flag raised against that (issue 12).
+    with pytest.raises(ReviewRefused) as refused:
+        await desk.decide(a1, public_id, "confirm", "I stand by it")
+    assert refused.value.code == "second_auditor_required"
+    assert not (await desk.detail(a1, public_id)).may_decide
+    assert await desk.decide(a3, public_id, "flag", "agreed") is ReviewState.UPHELD
     verdicts = [e for e in await _events(world, "audit.verdict") if e.case_id == world.case]
     assert [json.loads(e.detail)["state"] for e in verdicts] == [
         "confirmed",
