@@ -25,6 +25,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from sqlalchemy import select, update
 
+from banking import hashing
 from banking.core import CoreBanking, NewCustomer, StoredTemplate
 from banking.errors import BankingError
 from banking.identity import luhn_check_digit, prc_id_check_char
@@ -236,7 +237,7 @@ async def _seed_credentials(
             )
         ).all()
         has_ukey = await s.scalar(select(Ukey.id).where(Ukey.customer_id == customer_id))
-    pin_hash = await asyncio.to_thread(hash_secret, hasher, DEMO_PIN) if no_pin else None
+    pin_hash = await hashing.run(hash_secret, hasher, DEMO_PIN) if no_pin else None
     async with db.session() as s, s.begin():
         if pin_hash is not None:
             await s.execute(update(Card).where(Card.id.in_(no_pin)).values(pin_hash=pin_hash))

@@ -136,6 +136,19 @@ class OtpFailed(OperationRefused):
         super().__init__("otp_failed", "too many wrong codes; the change is cancelled")
 
 
+class OtpLimit(OperationRefused):
+    """Enough codes were sent: for this grant, or to this number in the last day."""
+
+    def __init__(self, per: str) -> None:
+        message = (
+            "enough codes were sent for this change; verify again for a new one"
+            if per == "grant"
+            else "enough codes were sent to this number today; try again tomorrow"
+        )
+        super().__init__("otp_limit", message, field="new_phone", per=per)
+        self.per = per
+
+
 class OtpExpired(OperationRefused):
     """The one-time code has expired (start again for a new one)."""
 

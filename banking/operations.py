@@ -8,7 +8,6 @@ concurrent submissions waits for the first and then finds the grant used.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
@@ -16,6 +15,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from banking import hashing
 from banking.core import (
     Accounts,
     CardView,
@@ -200,10 +200,10 @@ async def change_pin(
         trail.grant_id = await check_grant(ctx.db, ref)
         check_pin_entry(pin, confirm)
         card, context = await _pin_target(ctx.db, customer_id, ctx.pepper)
-        reason = await asyncio.to_thread(pin_weakness, pin, context, ctx.hasher)
+        reason = await hashing.run(pin_weakness, pin, context, ctx.hasher)
         if reason is not None:
             raise PinWeak(reason)
-        pin_hash = await asyncio.to_thread(hash_secret, ctx.hasher, pin)
+        pin_hash = await hashing.run(hash_secret, ctx.hasher, pin)
         now = utcnow()
         set_pin = (
             update(Card)
@@ -254,13 +254,13 @@ async def reset_ukey(
         trail.grant_id = await check_grant(ctx.db, ref)
         ukey, pin_hashes = await _ukey_target(ctx.db, customer_id)
         # Before the length rule: a six-digit password that is the PIN gets the useful answer.
-        reused = len(password) <= PASSWORD_MAX and await asyncio.to_thread(
+        reused = len(password) <= PASSWORD_MAX and await hashing.run(
             reuses_pin, password, pin_hashes, ctx.hasher
         )
         if reused:
             raise PasswordWeak("equals_pin")
         check_password_entry(password, confirm)
-        password_hash = await asyncio.to_thread(hash_secret, ctx.hasher, password)
+        password_hash = await hashing.run(hash_secret, ctx.hasher, password)
         now = utcnow()
         reset = (
             update(Ukey)

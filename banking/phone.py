@@ -5,6 +5,11 @@ into the outbox (the SMS gateway's stand-in) addressed to the new number: the ou
 only place the code ever appears. A new start replaces the pending code of the case; the wrong
 tries already spent on it carry over, so restarting does not buy more guesses.
 
+Codes are bounded: at most :data:`OTP_SENDS_PER_GRANT` per grant (a new verification for
+more) and :data:`OTP_SENDS_PER_NUMBER` to one number in 24 hours, whoever asks — counted and
+recorded in the one transaction that stores the code (on PostgreSQL under advisory locks on the
+grant and the number), so simultaneous starts cannot pass the count together.
+
 ``confirm`` with the right code consumes the grant, changes the number, starts the cooling-off
 period and notifies the old number, in one transaction. A wrong code counts (that count commits,
 with its audit event); the third one kills the code and revokes the grant: verify again.
@@ -12,13 +17,13 @@ with its audit event); the third one kills the code and revokes the grant: verif
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 from typing import NoReturn
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from banking import hashing
 from banking.core import PhoneChanged, PhoneChangeStarted
 from banking.errors import (
     CustomerNotFound,
@@ -26,6 +31,7 @@ from banking.errors import (
     OperationRefused,
     OtpExpired,
     OtpFailed,
+    OtpLimit,
     OtpWrong,
     PhoneSame,
 )
@@ -53,12 +59,15 @@ from banking.secrets import (
     verify_secret,
 )
 from store.audit import add_event
-from store.db import Database
+from store.db import Database, serialize
 from store.models import Customer, PhoneOtp
 from store.models import Notification as OutboxRow
 
 OTP_TTL = timedelta(minutes=5)
 OTP_MAX_WRONG = 3
+OTP_SENDS_PER_GRANT = 3
+OTP_SENDS_PER_NUMBER = 5
+OTP_NUMBER_WINDOW = timedelta(hours=24)
 COOLING_OFF = timedelta(days=7)
 _NO = {"synchronize_session": False}
 _START, _CONFIRM = "phone_change_start", "phone_change_confirm"
@@ -112,10 +121,12 @@ async def start_phone_change(
         if same_phone(await _current_phone(ctx.db, customer_id), phone):
             raise PhoneSame()
         code = new_otp()
-        code_hash = await asyncio.to_thread(hash_secret, ctx.hasher, code)
+        code_hash = await hashing.run(hash_secret, ctx.hasher, code)
         now = utcnow()
         async with ctx.db.session() as s, s.begin():
-            tries = await _replace_pending(s, case_id)
+            await serialize(s, [f"otp-grant:{grant_id}", f"otp-number:{phone}"])
+            tries = await _replace_pending(s, case_id)  # the write first (SQLite's lock)
+            await _check_sends(s, grant_id, phone, now)
             s.add(
                 PhoneOtp(
                     case_id=case_id,
@@ -140,6 +151,18 @@ async def start_phone_change(
                 detail=detail,
             )
     return PhoneChangeStarted(mask_phone(phone), now + OTP_TTL)
+
+
+async def _check_sends(s: AsyncSession, grant_id: int, phone: str, now: datetime) -> None:
+    """Refuse a code beyond the grant's or the number's allowance (rolls the start back)."""
+    per_grant = select(func.count()).where(PhoneOtp.grant_id == grant_id)
+    if (await s.scalar(per_grant) or 0) >= OTP_SENDS_PER_GRANT:
+        raise OtpLimit("grant")
+    per_number = select(func.count()).where(
+        PhoneOtp.new_phone == phone, PhoneOtp.created_at >= now - OTP_NUMBER_WINDOW
+    )
+    if (await s.scalar(per_number) or 0) >= OTP_SENDS_PER_NUMBER:
+        raise OtpLimit("number")
 
 
 def _sms(customer_id: int, recipient: str, kind: str, text: str, now: datetime) -> OutboxRow:
@@ -263,6 +286,6 @@ async def confirm_phone_change(
         otp = await _pending_otp(ctx.db, ref, grant_id)
         if aware(otp.expires_at) <= utcnow():
             raise OtpExpired()
-        if not await asyncio.to_thread(_code_matches, ctx, otp, code):
+        if not await hashing.run(_code_matches, ctx, otp, code):
             await _count_wrong(ctx, otp, ref, trail)
         return await _apply(ctx, otp, ref)

@@ -195,6 +195,8 @@ class Server:
             # aiohttp's client keeps Secure cookies for HTTPS only (a browser would send them
             # to a loopback host): the bench's sessions need them over plain HTTP.
             CLOUDBRANCH_COOKIE_SECURE="never",
+            # Each demo customer opens a case per socket, and again after each close.
+            CLOUDBRANCH_CASES_PER_CUSTOMER_HOUR="100000",
         )
         with self.log.open("ab") as fh:
             subprocess.run(

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from banking.core import CoreBanking
 from cases.consent import Consent
 from cases.errors import IdentificationFailed, NotAllowed
-from cases.limits import AttemptLimiter, client_key
+from cases.limits import AttemptLimiter, Limit
 from cases.services import check_service
 from cases.states import CaseState
 from cases.store import CaseRef, CaseStore, ConsentRecord
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeLimits:
+    """How often identification may fail, per client address and per ID number typed, and
+    how many cases one customer may open."""
+
+    per_address: int = 5
+    per_id_number: int = 10
+    window_seconds: int = 900
+    cases_per_customer_hour: int = 6
 
 
 class Intake:
@@ -23,10 +35,12 @@ class Intake:
         banking: CoreBanking,
         cases: CaseStore,
         limiter: AttemptLimiter,
+        limits: IntakeLimits | None = None,
     ) -> None:
         self._banking = banking
         self._cases = cases
         self._limiter = limiter
+        self._limits = limits or IntakeLimits()
 
     async def identify(
         self,
@@ -41,18 +55,27 @@ class Intake:
     ) -> CaseRef:
         """Open a case when the three facts identify one customer.
 
-        Raises :class:`TooManyAttempts` once a client has failed too often in the window (even
-        with correct data: the limit is on guessing), and :class:`IdentificationFailed` for any
-        mismatch, without saying which field was wrong.
+        Raises :class:`TooManyAttempts` once the client's address, or the ID number typed (from
+        any address), has failed too often in the window — even with correct data: the limit is
+        on guessing — or once the customer has opened too many cases in the hour; and
+        :class:`IdentificationFailed` for any mismatch, without saying which field was wrong.
         """
         check_service(service)
-        key = client_key("identify", address)
-        await self._limiter.check(key)
+        lim = self._limits
+        window = lim.window_seconds
+        ticket = await self._limiter.begin(
+            [
+                Limit("identify-address", address, lim.per_address, window),
+                Limit("identify-id-number", id_number.strip().upper(), lim.per_id_number, window),
+            ]
+        )
         customer = await self._banking.identify(name, id_number, card_last4)
         if customer is None:
-            await self._limiter.failed(key)
-            log.info("identification failed", extra={"client": key[:12]})
+            log.info("identification failed")
             raise IdentificationFailed("identification failed")
+        await self._limiter.succeeded(ticket)
+        per_hour = Limit("cases-per-customer", str(customer.id), lim.cases_per_customer_hour, 3600)
+        await self._limiter.take([per_hour])
         case = await self._cases.open(customer.id, service, lang, elderly)
         log.info("case opened", extra={"case_id": case.public_id, "service": service})
         return case

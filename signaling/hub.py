@@ -128,6 +128,10 @@ class Hub:
             return True
         return False
 
+    def has_room(self, principal: str) -> bool:
+        """Whether ``principal`` may open one more socket (``max_sockets_per_principal``)."""
+        return len(self._by_principal.get(principal, ())) < self.config.max_sockets_per_principal
+
     def is_connected(self, principal: str) -> bool:
         """Whether the principal has at least one open connection."""
         return bool(self._by_principal.get(principal))

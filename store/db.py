@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +144,17 @@ async def integrity_problems(db: Database, limit: int = 20) -> list[str]:
         return [f"the database file cannot be read: {err.orig}"]
     found = [str(row[0]) for row in rows]
     return [] if found == ["ok"] else found
+
+
+async def serialize(s: AsyncSession, keys: Iterable[str]) -> None:
+    """Let one transaction at a time hold each of ``keys`` until it ends (check-and-record).
+
+    PostgreSQL: transaction-scoped advisory locks, taken in a fixed order (no deadlock between
+    two transactions wanting the same keys). SQLite has one writer at a time and takes its write
+    lock at a transaction's first write: a caller makes its write before it counts (the other
+    transaction then waits out the busy timeout instead of reading a count about to change).
+    """
+    if s.get_bind().dialect.name != "postgresql":
+        return
+    for key in sorted(set(keys)):
+        await s.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})

@@ -6,7 +6,6 @@ thread, never on the event loop.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from banking import hashing
 from store.db import Database
 from store.models import Staff
 
@@ -96,7 +96,7 @@ async def create_staff(
     """Create an active staff account; ``AccountError`` subclasses say what is wrong."""
     username = normalise_username(username)
     _check_new_account(username, display_name, password, role)
-    password_hash = await asyncio.to_thread(_hasher().hash, password)
+    password_hash = await hashing.run(_hasher().hash, password)
     row = Staff(
         username=username,
         display_name=display_name.strip(),
@@ -125,7 +125,7 @@ def _verify_sync(password_hash: str, password: str) -> tuple[bool, bool]:
 
 
 async def _rehash(db: Database, staff_id: int, password: str) -> None:
-    new_hash = await asyncio.to_thread(_hasher().hash, password)
+    new_hash = await hashing.run(_hasher().hash, password)
     async with db.session() as s, s.begin():
         row = await s.get(Staff, staff_id)
         if row is not None:
@@ -143,7 +143,7 @@ async def verify_staff(db: Database, username: str, password: str) -> StaffRef |
     async with db.session() as s, s.begin():
         row = await s.scalar(select(Staff).where(Staff.username == normalise_username(username)))
     stored = row.password_hash if row is not None else _DUMMY_HASH
-    ok, needs_rehash = await asyncio.to_thread(_verify_sync, stored, password)
+    ok, needs_rehash = await hashing.run(_verify_sync, stored, password, refuse_when_busy=True)
     if row is None or not ok or not row.active:
         return None
     if needs_rehash:

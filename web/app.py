@@ -19,7 +19,7 @@ from cases.authorise import AuthoriseDesk
 from cases.cobrowse_desk import AuditedRecords, CobrowseDesk
 from cases.consent import ensure_consent_texts
 from cases.grants import GrantDesk
-from cases.intake import Intake
+from cases.intake import Intake, IntakeLimits
 from cases.limits import AttemptLimiter
 from cases.live import LiveDesk
 from cases.operations import ServiceDesk
@@ -60,7 +60,7 @@ from web.keys import (
 )
 from web.render import STATIC_PREFIX, compile_all, make_environment
 from web.sessions import SessionStore
-from web.settings import Settings, check_supported
+from web.settings import Settings, WebConfig, check_supported
 from web.ws import websocket
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,16 @@ STATIC_DIR = Path(__file__).parent / "static"
 # rrweb (npm, installed by `make npm-deps`) for co-browsing: served from node_modules as is.
 RRWEB_DIR = Path(__file__).resolve().parents[1] / "node_modules" / "rrweb" / "umd"
 RRWEB_PREFIX = "/vendor/rrweb/"
+
+
+def intake_limits(cfg: WebConfig) -> IntakeLimits:
+    """The identification limits of the settings."""
+    return IntakeLimits(
+        per_address=cfg.identify_attempts,
+        per_id_number=cfg.identify_target_attempts,
+        window_seconds=cfg.identify_window_seconds,
+        cases_per_customer_hour=cfg.cases_per_customer_hour,
+    )
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -80,9 +90,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         app[BANKING] = SqlCoreBanking(db, blobs, settings.web.secret_key)
         app[CASES] = cases = CaseStore(db)
         app[REVIEW] = ReviewDesk(db, blobs)
-        window = settings.web.identify_window_seconds
-        app[LIMITER] = limiter = AttemptLimiter(db, settings.web.identify_attempts, window)
-        app[INTAKE] = Intake(app[BANKING], cases, limiter)
+        app[LIMITER] = limiter = AttemptLimiter(db, settings.web.secret_key)
+        app[INTAKE] = Intake(app[BANKING], cases, limiter, intake_limits(settings.web))
         app[SESSIONS] = SessionStore(db, timedelta(hours=settings.web.session_hours))
         await ensure_consent_texts(db)
         # Compiling templates takes a while: do it now, off the loop, not on a customer's request.

@@ -9,14 +9,15 @@ from urllib.parse import urlencode
 from aiohttp import web
 from yarl import URL
 
+from banking.hashing import HashingBusy
 from cases.consent import Consent, current_consent
 from cases.errors import CaseNotFound, IdentificationFailed, NotAllowed, TooManyAttempts
-from cases.limits import client_key
+from cases.limits import Limit
 from cases.pages_access import CUSTOMER_SOCKET_STATES
 from cases.services import SERVICES
 from cases.states import CaseState
 from cases.store import CaseRef
-from web.accounts import ROLES, StaffRef, get_staff, verify_staff
+from web.accounts import ROLES, StaffRef, get_staff, normalise_username, verify_staff
 from web.i18n import SUPPORTED
 from web.keys import (
     CASES,
@@ -330,17 +331,27 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     username = str(form.get("username", "")).strip()[:64]
     password = str(form.get("password", ""))[:256]
-    limiter = request.app[LIMITER]
-    key = client_key("staff-login", client_address(request))
+    limiter, cfg = request.app[LIMITER], request.app[SETTINGS].web
+    window = cfg.identify_window_seconds
     try:
-        await limiter.check(key)
+        ticket = await limiter.begin(
+            [
+                Limit("login-address", client_address(request), cfg.identify_attempts, window),
+                Limit("login-user", normalise_username(username), cfg.login_user_attempts, window),
+            ]
+        )
     except TooManyAttempts as err:
         response = render(request, "staff_login.html", status=429, error="login.error.rate_limited")
         response.headers["Retry-After"] = str(err.retry_after)
         return response
-    staff = await verify_staff(request.app[DB], username, password) if username else None
+    try:
+        staff = await verify_staff(request.app[DB], username, password) if username else None
+    except HashingBusy:
+        await limiter.succeeded(ticket)  # not a guess: the server was too busy to check it
+        response = render(request, "staff_login.html", status=503, error="login.error.busy")
+        response.headers["Retry-After"] = "5"
+        return response
     if staff is None:
-        await limiter.failed(key)
         log.info("staff login failed")
         return render(
             request,
@@ -349,6 +360,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             error="login.error.invalid",
             next_path=safe_next(request, form.get("next"), ""),
         )
+    await limiter.succeeded(ticket)
     response = see_other(
         safe_next(request, form.get("next"), STAFF_HOME.get(staff.role, "/advisor"))
     )

@@ -155,8 +155,11 @@ class WebConfig:
     secret_key: str = field(default="", repr=False)
     cookie_secure: str = "auto"  # "auto": Secure over HTTPS and on loopback hosts
     session_hours: int = 8
-    identify_attempts: int = 5
+    identify_attempts: int = 5  # failed identifications per client address, per window
     identify_window_seconds: int = 900
+    identify_target_attempts: int = 10  # failed identifications per ID number, per window
+    login_user_attempts: int = 10  # failed staff logins per username, per window
+    cases_per_customer_hour: int = 6  # cases one customer may open in an hour
     consent_version: str = "2026-11-v1"
     default_lang: str = "zh-CN"
 
@@ -198,6 +201,9 @@ class Settings:
                 session_hours=_int(env, "SESSION_HOURS", 8),
                 identify_attempts=_int(env, "IDENTIFY_ATTEMPTS", 5),
                 identify_window_seconds=_int(env, "IDENTIFY_WINDOW_SECONDS", 900),
+                identify_target_attempts=_int(env, "IDENTIFY_TARGET_ATTEMPTS", 10),
+                login_user_attempts=_int(env, "LOGIN_USER_ATTEMPTS", 10),
+                cases_per_customer_hour=_int(env, "CASES_PER_CUSTOMER_HOUR", 6),
                 default_lang=_str(env, "DEFAULT_LANG", "zh-CN"),
             ),
             store=StoreConfig(

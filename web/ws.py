@@ -32,6 +32,7 @@ from web.middleware import json_error
 log = logging.getLogger(__name__)
 
 CONSOLE_ROLES = frozenset({"advisor", "supervisor"})
+CLOSE_TOO_MANY = 4029
 
 
 @dataclass(slots=True)
@@ -107,6 +108,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         peer = await _identify_peer(request)
     except web.HTTPException as exc:
         return json_error(exc.status, "unauthorized", exc.text or "")
+    if not request.app[HUB].has_room(peer.principal):
+        return json_error(429, "too_many_sockets", "close another window of this session first")
     settings = request.app[SETTINGS]
     # aiohttp closes a socket on a frame over max_msg_size; keep that far above our own limit
     # so an oversized message gets an error message and the socket stays usable. Co-browse
@@ -114,6 +117,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     largest = max(settings.signaling.max_message_bytes, COBROWSE_MAX_BYTES)
     ws = web.WebSocketResponse(heartbeat=25, max_msg_size=largest * 2)
     await ws.prepare(request)
+    if not request.app[HUB].has_room(peer.principal):  # others upgraded meanwhile
+        await ws.close(code=CLOSE_TOO_MANY, message=b"too many sockets")
+        return ws
     conn = request.app[HUB].attach(peer.principal, ws.send_str, _closer(ws))
     try:
         await _serve(request, ws, conn, peer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from banking.errors import (
     NoOtp,
     OtpExpired,
     OtpFailed,
+    OtpLimit,
     OtpWrong,
     PhoneInvalid,
     PhoneSame,
@@ -203,3 +205,35 @@ async def test_the_current_number_is_refused(world: World, number: str) -> None:
     assert info.value.code == "phone_same"
     assert await world.snapshot() == before
     assert (await world.events())[-1].outcome == "refused"
+
+
+async def test_codes_per_grant_are_bounded(world: World) -> None:
+    """Issue 12: during one grant the step sent codes without limit."""
+    grant = await world.grant("phone_change")
+    for n in range(3):
+        await _start(world, grant, f"1390013900{n}")
+    before = await _bank(world)
+    with pytest.raises(OtpLimit) as refused:
+        await _start(world, grant, "13900139009")
+    assert refused.value.code == "otp_limit" and refused.value.per == "grant"
+    assert await _bank(world) == before  # no fourth SMS
+    assert [o.state for o in await world.otps()].count("pending") == 1  # the last code still works
+
+
+async def test_codes_to_one_number_are_bounded_whoever_asks(world: World) -> None:
+    for _ in range(5):
+        await _start(world, await world.grant("phone_change"), NEW)
+    with pytest.raises(OtpLimit) as refused:
+        await _start(world, await world.grant("phone_change"), NEW)
+    assert refused.value.per == "number"
+    assert len([sms for sms in await world.outbox() if sms.recipient == NEW]) == 5
+    await _start(world, await world.grant("phone_change"), "13700137000")  # another number
+
+
+async def test_simultaneous_starts_do_not_pass_the_count_together(world: World) -> None:
+    grant = await world.grant("phone_change")
+    results = await asyncio.gather(
+        *(_start(world, grant, f"1390013900{n}") for n in range(8)), return_exceptions=True
+    )
+    assert sum(isinstance(r, str) for r in results) == 3
+    assert all(isinstance(r, OtpLimit) for r in results if not isinstance(r, str))

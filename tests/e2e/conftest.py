@@ -181,6 +181,8 @@ def _server_env(data_dir: Path, port: int, shared_data: Path) -> dict[str, str]:
         # The fake camera loops a clip: it cannot turn its head on cue, so its plans are
         # blinks and smiles, which only a test may allow (a replay meets them).
         CLOUDBRANCH_VERIFY_REPLAYABLE_PLANS="1",
+        # The same test customers open a case in test after test.
+        CLOUDBRANCH_CASES_PER_CUSTOMER_HOUR="1000",
     )
     return env
 

@@ -56,6 +56,9 @@ def make_settings(tmp_path: Path, shared_data: Path, **extra: str) -> Settings:
             "CLOUDBRANCH_SHARED_DATA": str(shared_data),
             "CLOUDBRANCH_DEFAULT_LANG": "en",
             "CLOUDBRANCH_RECONNECT_GRACE_SECONDS": "1",
+            # The same test customers open case after case (tests/cases/test_limits.py tests
+            # the bound).
+            "CLOUDBRANCH_CASES_PER_CUSTOMER_HOUR": "1000",
             # The face engine's workers take seconds to start: only the tests that verify
             # turn them on (verification has tests of its own).
             "CLOUDBRANCH_FACE_WORKERS": "0",

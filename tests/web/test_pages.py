@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 from sqlalchemy import select
 
 from store.models import Case
-from tests.web.conftest import ADVISOR_PASSWORD, Person, World, consent, csrf_of, identify, login
+from tests.web.conftest import (
+    ADVISOR_PASSWORD,
+    Person,
+    World,
+    consent,
+    csrf_of,
+    identify,
+    login,
+    make_settings,
+    running_world,
+)
 from web.keys import DB
 
 
@@ -103,6 +116,30 @@ async def test_staff_login_rejects_wrong_password_and_console_needs_login(world:
     await login(client)
     console = await client.get("/advisor")
     assert console.status == 200 and 'id="queue-list"' in await console.text()
+
+
+async def _staff_login(client: Any, username: str, password: str) -> int:
+    page = await client.get("/staff/login")
+    form = {"csrf_token": csrf_of(await page.text()), "username": username, "password": password}
+    return int((await client.post("/staff/login", data=form, allow_redirects=False)).status)
+
+
+async def test_staff_logins_are_limited_per_username_as_well_as_per_address(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    """Issue 12: wrong passwords for one username from many addresses were all tried. Here the
+    address limit is out of reach (100), the username's (3) is not; other users are unaffected."""
+    settings = make_settings(
+        tmp_path,
+        shared_data,
+        CLOUDBRANCH_IDENTIFY_ATTEMPTS="100",
+        CLOUDBRANCH_LOGIN_USER_ATTEMPTS="3",
+    )
+    async with running_world(settings, shared_data) as world:
+        clients = [await world.make_client() for _ in range(5)]
+        assert [await _staff_login(c, "Advisor1 ", "wrong") for c in clients[:3]] == [401] * 3
+        assert await _staff_login(clients[3], "advisor1", ADVISOR_PASSWORD) == 429
+        assert await _staff_login(clients[4], "auditor1", ADVISOR_PASSWORD) == 303
 
 
 async def test_auditor_has_no_advisor_console(world: World) -> None:

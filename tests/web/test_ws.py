@@ -246,6 +246,22 @@ async def test_socket_needs_a_session_and_same_origin(world: World) -> None:
     assert cross.status == 403 and (await cross.json())["error"] == "bad_origin"
 
 
+async def test_one_session_opens_a_few_sockets_not_unlimited(world: World) -> None:
+    """Issue 12: one identified customer could open sockets without limit."""
+    client, first = await customer_socket(world)
+    others = [await client.ws_connect("/ws") for _ in range(3)]  # four tabs in all
+    for ws in others:
+        assert (await receive(ws, "welcome"))["role"] == "customer"
+    refused = await client.get("/ws", headers={"Connection": "Upgrade", "Upgrade": "websocket"})
+    assert refused.status == 429 and (await refused.json())["error"] == "too_many_sockets"
+    await others[0].close()
+    await asyncio.sleep(0.1)
+    again = await client.ws_connect("/ws")  # a closed tab frees its place
+    assert (await receive(again, "welcome"))["role"] == "customer"
+    await first.send_json({"type": "ping"})
+    assert (await receive(first, "pong"))["type"] == "pong"
+
+
 async def test_identified_but_not_consented_customer_gets_no_socket(world: World) -> None:
     client = await world.make_client()
     await identify(client, world.ada)
