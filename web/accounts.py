@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from banking import hashing
+from store.audit import add_event
 from store.db import Database
 from store.models import Staff
 
@@ -52,6 +53,10 @@ class InvalidUsername(AccountError):
 
 class DuplicateUsername(AccountError):
     """Another staff member already has this username."""
+
+
+class UnknownStaff(AccountError):
+    """No staff member has this username."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,3 +162,36 @@ async def get_staff(db: Database, staff_id: int) -> StaffRef | None:
     async with db.session() as s, s.begin():
         row = await s.get(Staff, staff_id)
     return None if row is None or not row.active else _ref(row)
+
+
+async def change_staff(
+    db: Database, username: str, *, active: bool | None = None, role: str | None = None
+) -> StaffRef:
+    """Deactivate (or reactivate) an account, or give it another role; an audit event says
+    who was changed and how. Open sessions and sockets of the account stop working: pages and
+    the API look the account up on every request, its sockets are re-checked (web.ws)."""
+    if role is not None and role not in ROLES:
+        raise UnknownRole(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    username = normalise_username(username)
+    async with db.session() as s, s.begin():
+        row = await s.scalar(select(Staff).where(Staff.username == username))
+        if row is None:
+            raise UnknownStaff(f"no staff member is called {username!r}")
+        before = {"active": row.active, "role": row.role}
+        if active is not None:
+            row.active = active
+        if role is not None:
+            row.role = role
+        await add_event(
+            s,
+            action="staff.changed",
+            outcome="ok",
+            actor_kind="system",
+            detail={
+                "staff_id": row.id,
+                "before": before,
+                "after": {"active": row.active, "role": row.role},
+            },
+        )
+    log.info("staff account changed", extra={"staff_id": row.id, "role": row.role})
+    return _ref(row)

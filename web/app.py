@@ -55,11 +55,12 @@ from web.keys import (
     LIMITER,
     REVIEW,
     SERVICES,
+    SESSION_WAKE,
     SESSIONS,
     SETTINGS,
 )
 from web.render import STATIC_PREFIX, compile_all, make_environment
-from web.sessions import SessionStore
+from web.sessions import SessionStore, SessionWake
 from web.settings import Settings, WebConfig, check_supported
 from web.ws import websocket
 
@@ -133,6 +134,7 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[CALLS] = calls = CallManager(settings.media)
     app[HUB] = hub = Hub(settings.signaling)
+    app[SESSION_WAKE] = SessionWake()
     app[DESK] = desk = LiveDesk(
         hub,
         app[CASES],

@@ -50,7 +50,7 @@ from store.signing import (
 from verification.config import build_engine
 from verification.engine import FaceEngine
 from verification.errors import VerificationError
-from web.accounts import ROLES, AccountError, create_staff
+from web.accounts import ROLES, AccountError, change_staff, create_staff
 from web.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,18 @@ async def _add_staff(settings: Settings, args: argparse.Namespace, password: str
     print(format_table(["id", "username", "role", "name"], rows))
 
 
+async def _change_staff(settings: Settings, args: argparse.Namespace) -> None:
+    active = {"deactivate": False, "activate": True}.get(args.action)
+    async with _services(settings) as (db, _blobs, _banking):
+        ref = await change_staff(db, args.username, active=active, role=getattr(args, "role", None))
+    state = {True: "active", False: "deactivated", None: "unchanged"}[active]
+    print(
+        format_table(
+            ["id", "username", "role", "state"], [[str(ref.id), ref.username, ref.role, state]]
+        )
+    )
+
+
 async def _audit_checkpoint(settings: Settings) -> dict[str, object]:
     key = await asyncio.to_thread(signing_key, settings.audit)
     db = await open_database(settings.store)
@@ -297,6 +309,10 @@ def _cmd_customers_add(settings: Settings, args: argparse.Namespace) -> None:
 def _cmd_staff_add(settings: Settings, args: argparse.Namespace) -> None:
     password = _new_staff_password()
     asyncio.run(_add_staff(settings, args, password))
+
+
+def _cmd_staff_change(settings: Settings, args: argparse.Namespace) -> None:
+    asyncio.run(_change_staff(settings, args))
 
 
 def _cmd_audit_checkpoint(settings: Settings, _args: argparse.Namespace) -> None:
@@ -409,6 +425,17 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     add_staff.add_argument("--role", required=True, choices=ROLES)
     add_staff.add_argument("--display-name", required=True)
     add_staff.set_defaults(run=_cmd_staff_add)
+    for action, text in (
+        ("deactivate", "stop an account: its sessions and open consoles end"),
+        ("activate", "let a deactivated account sign in again"),
+    ):
+        change = staff_sub.add_parser(action, help=text)
+        change.add_argument("username")
+        change.set_defaults(run=_cmd_staff_change)
+    set_role = staff_sub.add_parser("set-role", help="give an account another role")
+    set_role.add_argument("username")
+    set_role.add_argument("role", choices=ROLES)
+    set_role.set_defaults(run=_cmd_staff_change)
     _add_audit(sub)
     _add_retention(sub)
 

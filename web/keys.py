@@ -19,7 +19,7 @@ from store.blobs import BlobStore
 from store.db import Database
 from verification.service import EngineService
 from web.i18n import Catalog
-from web.sessions import Session, SessionStore
+from web.sessions import Session, SessionStore, SessionWake
 from web.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -30,6 +30,7 @@ CASES = web.AppKey("cases", CaseStore)
 INTAKE = web.AppKey("intake", Intake)
 LIMITER = web.AppKey("limiter", AttemptLimiter)
 SESSIONS = web.AppKey("sessions", SessionStore)
+SESSION_WAKE = web.AppKey("session_wake", SessionWake)
 CALLS = web.AppKey("calls", CallManager)
 HUB = web.AppKey("hub", Hub)
 DESK = web.AppKey("desk", LiveDesk)

@@ -26,6 +26,7 @@ from web.keys import (
     LIMITER,
     REQ_ELDERLY,
     REQ_LANG,
+    SESSION_WAKE,
     SESSIONS,
     SETTINGS,
     session_of,
@@ -375,6 +376,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     session = session_of(request)
     if session is not None:
         await request.app[SESSIONS].destroy(session.id)
+        request.app[SESSION_WAKE].ended(session.id)  # its sockets close now
     response = see_other("/staff/login")
     clear_cookie(response)
     return response

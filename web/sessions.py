@@ -6,6 +6,7 @@ has its own CSRF token. Logging in or identifying rotates the token (no session 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import secrets
@@ -81,6 +82,12 @@ class SessionStore:
             await s.flush()
             return token, _to_session(row)
 
+    async def alive(self, session_id: int) -> bool:
+        """Whether the session still exists and has not expired (logout destroys it)."""
+        async with self._db.session() as s:
+            row = await s.get(WebSession, session_id)
+        return row is not None and _aware(row.expires_at) > datetime.now(UTC)
+
     async def destroy(self, session_id: int) -> None:
         """End a session (logout, rotation); also sweeps expired ones."""
         async with self._db.session() as s, s.begin():
@@ -112,3 +119,30 @@ def set_cookie(response: web.StreamResponse, request: web.Request, token: str, p
 def clear_cookie(response: web.StreamResponse) -> None:
     """Remove the session cookie."""
     response.del_cookie(COOKIE, path="/")
+
+
+class SessionWake:
+    """Wakes the watchers of a session's open sockets when the session ends in this process
+    (logout), so that they re-check at once instead of at their next period."""
+
+    def __init__(self) -> None:
+        self._events: dict[int, set[asyncio.Event]] = {}
+
+    def watch(self, session_id: int) -> asyncio.Event:
+        """An event set when ``session_id`` ends here; give it back with :meth:`unwatch`."""
+        event = asyncio.Event()
+        self._events.setdefault(session_id, set()).add(event)
+        return event
+
+    def unwatch(self, session_id: int, event: asyncio.Event) -> None:
+        """Forget a watcher."""
+        events = self._events.get(session_id)
+        if events is not None:
+            events.discard(event)
+            if not events:
+                del self._events[session_id]
+
+    def ended(self, session_id: int) -> None:
+        """The session ended: wake its watchers."""
+        for event in self._events.get(session_id, ()):
+            event.set()

@@ -6,11 +6,14 @@ an ``error`` message with a code and the socket stays usable.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
+from sqlalchemy.exc import SQLAlchemyError
 
 from cases.errors import CaseNotFound
 from cases.pages_access import CUSTOMER_SOCKET_STATES
@@ -26,13 +29,27 @@ from signaling.messages import (
     Welcome,
 )
 from web.accounts import get_staff
-from web.keys import AUTHORISE, CALLS, CASES, DB, DESK, HUB, SETTINGS, session_of
+from web.keys import (
+    AUTHORISE,
+    CALLS,
+    CASES,
+    DB,
+    DESK,
+    HUB,
+    SESSION_WAKE,
+    SESSIONS,
+    SETTINGS,
+    session_of,
+)
 from web.middleware import json_error
 
 log = logging.getLogger(__name__)
 
 CONSOLE_ROLES = frozenset({"advisor", "supervisor"})
-CLOSE_TOO_MANY = 4029
+# Close codes the page does not reconnect after (4400-4499, see static/js/common.js).
+CLOSE_SIGNED_OUT = 4401  # the staff session ended, the account was deactivated, its role changed
+CLOSE_TOO_MANY = 4429
+STAFF_RECHECK_SECONDS = 5.0
 
 
 @dataclass(slots=True)
@@ -67,6 +84,7 @@ class Peer:
     case_id: str | None = None
     staff_id: int | None = None
     staff_role: str | None = None
+    session_id: int | None = None  # staff: the session whose end closes the socket
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -95,7 +113,12 @@ async def _identify_peer(request: web.Request) -> Peer:
             raise web.HTTPForbidden(text="this role has no live console")
         principal = f"advisor:{staff.id}"
         return Peer(
-            "advisor", principal, staff.display_name, staff_id=staff.id, staff_role=staff.role
+            "advisor",
+            principal,
+            staff.display_name,
+            staff_id=staff.id,
+            staff_role=staff.role,
+            session_id=session.id,
         )
     raise web.HTTPUnauthorized(text="identify or log in first")
 
@@ -121,14 +144,59 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         await ws.close(code=CLOSE_TOO_MANY, message=b"too many sockets")
         return ws
     conn = request.app[HUB].attach(peer.principal, ws.send_str, _closer(ws))
+    watch = None
+    if peer.session_id is not None:
+        watch = asyncio.create_task(_watch_staff(request, ws, peer), name="ws-staff-watch")
     try:
         await _serve(request, ws, conn, peer)
     finally:
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
         last = request.app[HUB].detach(conn)
         await conn.aclose()
         if last:
             _disconnected(request, peer)
     return ws
+
+
+async def _staff_refusal(app: web.Application, peer: Peer) -> str | None:
+    """Why a staff socket may stay open no longer, or None while it may."""
+    assert peer.session_id is not None and peer.staff_id is not None
+    if not await app[SESSIONS].alive(peer.session_id):
+        return "signed out"
+    staff = await get_staff(app[DB], peer.staff_id)
+    if staff is None:
+        return "account deactivated"
+    if staff.role != peer.staff_role:
+        return "role changed"
+    return None
+
+
+async def _watch_staff(request: web.Request, ws: web.WebSocketResponse, peer: Peer) -> None:
+    """Close a staff socket once its session ends (logout here: at once; on another node, or
+    the account deactivated or given another role: within STAFF_RECHECK_SECONDS)."""
+    app = request.app
+    assert peer.session_id is not None
+    wake = app[SESSION_WAKE].watch(peer.session_id)
+    try:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STAFF_RECHECK_SECONDS):
+                    await wake.wait()
+            wake.clear()
+            try:
+                reason = await _staff_refusal(app, peer)
+            except SQLAlchemyError:
+                log.warning("could not re-check a staff socket", exc_info=True)
+                continue
+            if reason is not None:
+                log.info("closing a staff socket: %s", reason, extra={"staff_id": peer.staff_id})
+                await ws.close(code=CLOSE_SIGNED_OUT, message=reason.encode())
+                return
+    finally:
+        app[SESSION_WAKE].unwatch(peer.session_id, wake)
 
 
 def _closer(ws: web.WebSocketResponse) -> Close:

@@ -522,3 +522,20 @@ def test_audit_verify_names_a_changed_recording(
     assert report["first_broken"]["seq"] == 2  # the recording.stored event
     assert report["first_broken"]["kind"] == "artifact"
     assert "no longer match" in report["first_broken"]["reason"]
+
+
+def test_staff_deactivate_and_set_role(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CLOUDBRANCH_NEW_STAFF_PASSWORD", "a long password 1")
+    add = ["staff", "add", "--username", "wang", "--role", "advisor", "--display-name", "W"]
+    assert main(add) == 0
+    assert main(["staff", "set-role", "wang", "supervisor"]) == 0
+    assert "supervisor" in capsys.readouterr().out
+    assert main(["staff", "deactivate", "Wang"]) == 0
+    assert "deactivated" in capsys.readouterr().out
+    assert _login("wang", "a long password 1") is None
+    assert main(["staff", "activate", "wang"]) == 0
+    assert _login("wang", "a long password 1") is not None
+    assert main(["staff", "deactivate", "nobody"]) == 2
+    assert "no staff member" in capsys.readouterr().err

@@ -21,12 +21,14 @@ from tests.web.conftest import (
     ADVISOR_PASSWORD,
     World,
     consent,
+    csrf_of,
     identify,
     login,
     make_settings,
     running_world,
 )
-from web.accounts import create_staff
+from web import ws as ws_module
+from web.accounts import change_staff, create_staff
 from web.keys import DB, DESK
 
 TIMEOUT = 5.0
@@ -260,6 +262,50 @@ async def test_one_session_opens_a_few_sockets_not_unlimited(world: World) -> No
     assert (await receive(again, "welcome"))["role"] == "customer"
     await first.send_json({"type": "ping"})
     assert (await receive(first, "pong"))["type"] == "pong"
+
+
+async def _closed_with(ws: Any) -> tuple[int | None, str]:
+    while True:
+        frame = await ws.receive(timeout=TIMEOUT)
+        if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
+            return ws.close_code, str(frame.extra or "")
+
+
+async def test_logging_out_closes_the_sessions_console_sockets_at_once(world: World) -> None:
+    """Issue 12: staff sockets stayed open after logout."""
+    client, ws = await advisor_socket(world)
+    _, other_ws = await advisor_socket(world)  # the same advisor in another browser
+    page = await client.get("/advisor")
+    token = csrf_of(await page.text())
+    resp = await client.post("/staff/logout", data={"csrf_token": token}, allow_redirects=False)
+    assert resp.status == 303
+    assert await asyncio.wait_for(_closed_with(ws), 2) == (4401, "signed out")
+    await other_ws.send_json({"type": "ping"})  # the other browser's session goes on
+    assert (await receive(other_ws, "pong"))["type"] == "pong"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [({"active": False}, "account deactivated"), ({"role": "auditor"}, "role changed")],
+)
+async def test_deactivation_or_a_role_change_closes_the_console(
+    world: World, monkeypatch: pytest.MonkeyPatch, change: dict[str, Any], reason: str
+) -> None:
+    """Made by another process (``cloudbranch staff deactivate``): seen at the next re-check."""
+    monkeypatch.setattr(ws_module, "STAFF_RECHECK_SECONDS", 0.2)
+    _, ws = await advisor_socket(world)
+    await change_staff(world.app[DB], "advisor1", **change)
+    assert await asyncio.wait_for(_closed_with(ws), 3) == (4401, reason)
+    client = await world.make_client()
+    page = await client.get("/staff/login")
+    form = {"csrf_token": csrf_of(await page.text()), "username": "advisor1"}
+    form["password"] = ADVISOR_PASSWORD
+    resp = await client.post("/staff/login", data=form, allow_redirects=False)
+    if "active" in change:
+        assert resp.status == 401  # and no new console either
+    else:
+        refused = await client.get("/ws", headers={"Connection": "Upgrade", "Upgrade": "websocket"})
+        assert refused.status == 403  # an auditor has no live console
 
 
 async def test_identified_but_not_consented_customer_gets_no_socket(world: World) -> None:

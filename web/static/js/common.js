@@ -66,6 +66,8 @@ export function showConnection(text) {
   line.hidden = !text;
 }
 
+const CLOSE_SIGNED_OUT = 4401;
+
 function isFatalClose(code) {
   return code === 1008 || (code >= 4400 && code < 4500);
 }
@@ -166,11 +168,16 @@ export class SocketClient {
 }
 
 /** Standard wiring of a socket's status to the connection line and the screen reader. */
-export function connectionStatus(state) {
+export function connectionStatus(state, code) {
   if (state === "open") {
     showConnection(null);
   } else if (state === "reconnecting") {
     showConnection(msg("js.conn.reconnecting"));
+  } else if (state === "closed" && code === CLOSE_SIGNED_OUT) {
+    // Logged out elsewhere, deactivated or given another role: to the login page.
+    showConnection(msg("js.conn.signed_out"));
+    announce(msg("js.conn.signed_out"));
+    window.setTimeout(() => window.location.assign("/staff/login"), 3000);
   } else if (state === "closed") {
     showConnection(msg("js.conn.closed"));
     announce(msg("js.conn.closed"));
