@@ -10,7 +10,7 @@ once, then the stream goes into the blob store with a ``cobrowse.stored`` audit 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -273,18 +273,28 @@ class CobrowseDesk:
 
     async def stop(self, session: Session, reason: str, ref: str = "cobrowse.stop") -> None:
         """Stop co-browsing: both sides are told first, then the stream is stored."""
+        await self._halt(session, reason, ref)
+
+    def _halt(self, session: Session, reason: str, ref: str) -> Coroutine[Any, Any, None]:
+        """Turn sharing off and tell both sides (no await); what stores the stream."""
         was_on = session.state is CobrowseState.ON
         session.move(CobrowseState.OFF, ref)
         self._tell(session, reason)
         stream, session.stream = session.stream, None
-        if was_on:
-            await self._finish(session, reason, stream)
+        return self._finish(session, reason, stream) if was_on else _nothing()
 
     async def end(self, case_id: str) -> None:
         """The call ended: stop co-browsing if it is on or asked for, store, forget the call."""
+        await self.halt(case_id)
+
+    def halt(self, case_id: str) -> Coroutine[Any, Any, None]:
+        """The call ended: stop co-browsing at once — both sides told, the call forgotten,
+        before this returns — and give back what stores the stream, to await later (the
+        live desk tells both sides of the call's end before it stores anything)."""
         session = self._sessions.pop(case_id, None)
-        if session is not None and session.state is not CobrowseState.OFF:
-            await self.stop(session, "call_ended")
+        if session is None or session.state is CobrowseState.OFF:
+            return _nothing()
+        return self._halt(session, "call_ended", "cobrowse.stop")
 
     async def _finish(self, session: Session, reason: str, stream: StoredStream | None) -> None:
         t, dropped = session.target, session.guard.dropped
@@ -322,3 +332,7 @@ class CobrowseDesk:
         """Stop and store every session (the server is stopping)."""
         for case_id in list(self._sessions):
             await self.end(case_id)
+
+
+async def _nothing() -> None:
+    """An awaitable with nothing to do."""

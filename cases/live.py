@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from functools import partial
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from av import VideoFrame
 
@@ -424,7 +424,10 @@ class LiveDesk:
         self.hub.send(advisor_key(call.advisor_id), msg)
 
     async def end_call(self, call: Call, by: Ender, reason: str) -> None:
-        """End a call: close media, close the case, tell both sides, free the advisor."""
+        """End a call: tell both sides and free the advisor first (no await before that), then
+        stop verification and co-browsing, close the media, store the recordings and close
+        the case. Each later step is guarded: one that fails is logged and the others still
+        run, so a failed upload never leaves the case open or the advisor busy."""
         case_id = call.case.public_id
         if self._calls.pop(case_id, None) is None:
             return
@@ -432,18 +435,8 @@ class LiveDesk:
         self._grace.cancel(customer_key(case_id))
         self._grace.cancel(advisor_key(call.advisor_id))
         call.move(CallState.ENDED)
-        if self.verify is not None:
-            await self.verify.cancel(case_id)
-        if self.cobrowse is not None:  # stops sharing, stores the co-browse stream
-            await self.cobrowse.end(case_id)
-        recorded = await self.media.close(case_id)
-        if recorded and self.recordings is not None:
-            # Before the case closes: its review's flags look at the recordings.
-            await self.recordings.store(recorded)
-        try:
-            await self.cases.move(case_id, CaseState.CLOSED, ended_by=by)
-        except CaseError:
-            log.exception("could not close case", extra={"case_id": case_id})
+        # Sharing stops before anyone hears of the end (no event may be relayed after it).
+        store_cobrowse = self.cobrowse.halt(case_id) if self.cobrowse is not None else None
         ended = CallEnded(case_id=case_id, ended_by=by, reason=reason)
         self.hub.send(customer_key(case_id), ended)
         self.hub.send(advisor_key(call.advisor_id), ended)
@@ -454,6 +447,38 @@ class LiveDesk:
             self.presence.move(call.advisor_id, PresenceStatus.OFFLINE)
         log.info("call ended by %s", by, extra={"case_id": case_id})
         self._broadcast_queue()
+        await self._wind_up(case_id, by, store_cobrowse)
+
+    async def _wind_up(
+        self, case_id: str, by: Ender, store_cobrowse: Coroutine[Any, Any, None] | None
+    ) -> None:
+        """What follows a call's end, each step on its own (see :meth:`end_call`)."""
+        extra = {"case_id": case_id}
+        if self.verify is not None:
+            try:
+                await self.verify.cancel(case_id)
+            except Exception:
+                log.exception("could not stop the verification", extra=extra)
+        if store_cobrowse is not None:  # the co-browse stream, into the blob store
+            try:
+                await store_cobrowse
+            except Exception:
+                log.exception("could not store the co-browse stream", extra=extra)
+        try:
+            recorded = await self.media.close(case_id)
+        except Exception:
+            log.exception("could not close the call's media", extra=extra)
+            recorded = []
+        if recorded and self.recordings is not None:
+            # Before the case closes: its review's flags look at the recordings.
+            try:
+                await self.recordings.store(recorded)
+            except Exception:
+                log.exception("could not store the call's recordings", extra=extra)
+        try:
+            await self.cases.move(case_id, CaseState.CLOSED, ended_by=by)
+        except Exception:
+            log.exception("could not close case", extra=extra)
 
     # ---- verification --------------------------------------------------------------------
 

@@ -413,6 +413,13 @@ async def auditor_reviews(
         "SELECT id, public_id FROM cases WHERE customer_id = ? ORDER BY id DESC LIMIT 1",
         owner,
     )
+    # Both sides are told of the end first; the recordings are stored, then the case closes.
+    deadline = time.monotonic() + 30
+    while (await rows(server, "SELECT state FROM cases WHERE id = ?", case["id"]))[0][
+        "state"
+    ] != "closed":
+        assert time.monotonic() < deadline, "the case did not close within 30 s of the hang-up"
+        await asyncio.sleep(0.2)
     recs = await rows(
         server, "SELECT * FROM recordings WHERE case_id = ? ORDER BY side", case["id"]
     )

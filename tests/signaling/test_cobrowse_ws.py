@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select
-
 from store.audit import list_events
-from store.models import Case
 from tests.web.conftest import World, settings, world  # noqa: F401  (fixtures of these tests)
-from tests.web.test_ws import _error, _in_call, advisor_socket, customer_socket, receive
+from tests.web.test_ws import (
+    _error,
+    _in_call,
+    advisor_socket,
+    closed_case,
+    customer_socket,
+    receive,
+)
 from web.keys import BLOBS, DB
 
 SECRET = "correct-horse-42"
@@ -74,9 +78,7 @@ async def test_a_session_relays_masked_events_drops_values_and_is_stored(
     ended = await receive(cust, "cobrowse.state", state="off")
     assert ended["reason"] == "call_ended"
     await receive(cust, "call.ended")
-    async with world.app[DB].session() as s:
-        case = await s.scalar(select(Case).where(Case.public_id == case_id))
-    assert case is not None
+    case = await closed_case(world, case_id)  # the stream is stored before the case closes
     events = {e.action: e for e in await list_events(world.app[DB], case.id)}
     assert events["cobrowse.dropped"].detail == {
         "count": 2,

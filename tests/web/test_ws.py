@@ -77,6 +77,18 @@ async def _in_call(world: World) -> tuple[Any, Any, str]:
     return adv, cust, case_id
 
 
+async def closed_case(world: World, public_id: str) -> Case:
+    """The case once it has closed: both sides are told of a call's end first, then its
+    recordings are stored and the case closes."""
+    for _ in range(100):
+        async with world.app[DB].session() as s:
+            case = await s.scalar(select(Case).where(Case.public_id == public_id))
+        if case is not None and case.state == "closed":
+            return case
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"case {public_id} did not close within 5 s")
+
+
 async def test_queue_accept_chat_hangup(world: World) -> None:
     await _journey(world)
 
@@ -124,8 +136,8 @@ async def _journey(world: World) -> None:
         assert ended["ended_by"] == "customer"
     await receive(adv, "presence.state", status="available")
 
+    case = await closed_case(world, entry["case_id"])
     async with world.app[DB].session() as s:
-        case = (await s.scalars(select(Case))).one()
         chats = (await s.scalars(select(ChatMessage))).all()
     assert case.state == "closed" and case.ended_by == "customer"
     assert case.call_started_at is not None and case.call_ended_at is not None
@@ -134,6 +146,40 @@ async def _journey(world: World) -> None:
     events = [e for e in await list_events(world.app[DB], case.id) if e.action == "chat.message"]
     assert sorted(str(e.detail["sender"]) for e in events) == ["advisor", "customer"]
     assert not any("lost my card" in json.dumps(e.detail) for e in events)
+
+
+async def test_both_sides_hear_the_end_before_the_slow_steps_and_a_failing_one_closes_anyway(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 12: end_call told neither side until the recording upload was done, and an
+    exception in it left the case open and the advisor in the call."""
+    desk = world.app[DESK]
+    release = asyncio.Event()
+    real_close = desk.media.close
+
+    async def slow_then_broken_close(case_id: str) -> Any:
+        await real_close(case_id)
+        await release.wait()  # a long recording upload
+        raise OSError("blob store unreachable")
+
+    desk.media.close = slow_then_broken_close  # type: ignore[method-assign]
+    adv, cust, case_id = await _in_call(world)
+    await cust.send_json({"type": "call.hangup"})
+    for ws in (adv, cust):  # told while the upload still runs
+        assert (await receive(ws, "call.ended"))["ended_by"] == "customer"
+    await receive(adv, "presence.state", status="available")
+    release.set()
+    case = await closed_case(world, case_id)
+    assert case.ended_by == "customer"
+    assert "could not close the call's media" in caplog.text
+    # The advisor takes the next customer.
+    _, nxt = await customer_socket(world, world.grace)
+    await nxt.send_json({"type": "queue.join"})
+    snapshot = await receive(adv, "queue.snapshot")
+    while not snapshot["entries"]:
+        snapshot = await receive(adv, "queue.snapshot")
+    await adv.send_json({"type": "queue.accept", "case_id": snapshot["entries"][0]["case_id"]})
+    await receive(nxt, "call.started")
 
 
 async def test_two_customers_see_their_positions(world: World) -> None:
