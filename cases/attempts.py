@@ -136,6 +136,20 @@ class AttemptStore:
             )
         return None if row is None else _record(row)
 
+    async def log_evidence_view(self, staff_id: int, attempt: AttemptRecord, image: str) -> None:
+        """One staff view of an attempt's evidence image (``best`` or ``reference``): an
+        audit event of the case, written before the image is sent."""
+        async with self._db.session() as s, s.begin():
+            await add_event(
+                s,
+                action="evidence.viewed",
+                outcome="ok",
+                actor_kind="staff",
+                actor_id=staff_id,
+                case_id=attempt.case_id,
+                detail={"attempt_id": attempt.public_id, "image": image},
+            )
+
     async def count_for_case(self, case_id: int) -> int:
         """Attempts made in a case (every state but "undecided" counts)."""
         async with self._db.session() as s:

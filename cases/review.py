@@ -79,6 +79,7 @@ FLAG_CODES: tuple[str, ...] = (
 )
 OUTCOMES: tuple[str, ...] = ("passed", "failed", "referred", "aborted", "none")
 PAGE_SIZE = 50
+VIEW_MINUTES = 10  # range requests of one recording by one auditor within this are one view
 MAX_COMMENT = 2000
 REVIEWED_CASE_STATES = (CaseState.CLOSED.value,)
 
@@ -618,12 +619,12 @@ class ReviewDesk:
             ]
         return _timeline(doc, _t_ms(row.started_at, zero))
 
-    async def recording(
-        self, auditor_id: int, public_id: str, side: str, *, log_view: bool
-    ) -> RecordingBlob:
-        """Where one side's recording is; ``log_view`` records the playback as an event."""
+    async def recording(self, auditor_id: int, public_id: str, side: str) -> RecordingBlob:
+        """Where one side's recording is. A view is an audit event: the first request of any
+        byte range is logged, and the browser's further range requests (seeking, buffering)
+        belong to the same view for :data:`VIEW_MINUTES`; after that a request is a new view."""
         async with self._db.session() as s, s.begin():
-            case, _ = await _closed_case(s, public_id)
+            case, _ = await _closed_case(s, public_id, lock=True)  # one view, not one per range
             row = await s.scalar(
                 select(Recording).where(Recording.case_id == case.id, Recording.side == side)
             )
@@ -631,7 +632,7 @@ class ReviewDesk:
                 raise RecordingNotFound(f"no {side} recording in case {public_id}")
             if row.deleted_at is not None:
                 raise RecordingGone(f"the {side} recording was deleted by the retention policy")
-            if log_view:
+            if not await _viewing(s, case.id, auditor_id, side):
                 await add_event(
                     s,
                     action="audit.recording_viewed",
@@ -729,6 +730,30 @@ class ReviewDesk:
                 detail={"verdict": verdict, "state": new.value, "comment": comment},
             )
         return new
+
+
+async def _viewing(s: AsyncSession, case_id: int, auditor_id: int, side: str) -> bool:
+    """Whether the auditor's view of this recording began less than VIEW_MINUTES ago."""
+    since = datetime.now(UTC) - timedelta(minutes=VIEW_MINUTES)
+    details = await s.scalars(
+        select(AuditEvent.detail).where(
+            AuditEvent.case_id == case_id,
+            AuditEvent.action == "audit.recording_viewed",
+            AuditEvent.actor_id == auditor_id,
+            AuditEvent.at >= since,
+        )
+    )
+    return any(_detail(d).get("side") == side for d in details)
+
+
+def _detail(raw: object) -> dict[str, object]:
+    if isinstance(raw, dict):
+        return raw
+    try:
+        parsed = json.loads(str(raw))
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def _cobrowse_views(

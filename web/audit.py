@@ -193,12 +193,6 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def starts_at_zero(header: str | None) -> bool:
-    """Whether a request plays the recording from its start (no Range, or ``bytes=0-…``)."""
-    found = _RANGE_RE.fullmatch(header.strip()) if header else None
-    return found is None or found.group(1) == "0" or found.group(1) == found.group(2) == ""
-
-
 # ---- access -------------------------------------------------------------------------------
 
 
@@ -436,9 +430,7 @@ async def recording(request: web.Request) -> web.StreamResponse:
         return json_error(404, "no_recording", f"no recording side {side!r}")
     header = request.headers.get("Range")
     try:
-        blob = await request.app[REVIEW].recording(
-            staff.id, request.match_info["public_id"], side, log_view=starts_at_zero(header)
-        )
+        blob = await request.app[REVIEW].recording(staff.id, request.match_info["public_id"], side)
         size = await request.app[BLOBS].size(blob.blob_key)
     except CaseNotFound:
         return json_error(404, "no_case", "no such case")

@@ -1,4 +1,5 @@
-"""Verification evidence for staff: the attempt's best frame and the reference crop."""
+"""Verification evidence for staff: the attempt's best frame and the reference crop. Every
+image sent is one view, and each view is an audit event of the case (``evidence.viewed``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from aiohttp import web
 
 from cases.attempts import AttemptRecord, AttemptStore
 from store.errors import BlobNotFound
+from web.accounts import StaffRef
 from web.keys import BANKING, BLOBS, DB, ENGINE
 from web.middleware import json_error
 from web.pages import current_staff
@@ -14,14 +16,18 @@ routes = web.RouteTableDef()
 REVIEW_ROLES = frozenset({"advisor", "supervisor", "auditor"})
 
 
-async def _attempt(request: web.Request) -> AttemptRecord:
+async def _attempt(request: web.Request) -> tuple[StaffRef, AttemptRecord]:
     staff = await current_staff(request, REVIEW_ROLES)
     row = await AttemptStore(request.app[DB]).get(request.match_info["attempt_id"])
     if row is None:
         raise web.HTTPNotFound(text="no such attempt")
     if staff.role == "advisor" and row.advisor_id != staff.id:
         raise web.HTTPForbidden(text="this attempt belongs to another advisor's call")
-    return row
+    return staff, row
+
+
+async def _viewed(request: web.Request, staff: StaffRef, row: AttemptRecord, image: str) -> None:
+    await AttemptStore(request.app[DB]).log_evidence_view(staff.id, row, image)
 
 
 def _jpeg(data: bytes) -> web.Response:
@@ -33,11 +39,13 @@ def _jpeg(data: bytes) -> web.Response:
 @routes.get("/staff/verification/{attempt_id}/best.jpg")
 async def best_frame(request: web.Request) -> web.StreamResponse:
     """The best frame of the attempt (staff only)."""
-    row = await _attempt(request)
+    staff, row = await _attempt(request)
     if row.best_frame_blob_key is None:
         return json_error(404, "no_frame", "the attempt kept no frame")
     try:
-        return _jpeg(await request.app[BLOBS].get(row.best_frame_blob_key))
+        data = await request.app[BLOBS].get(row.best_frame_blob_key)
+        await _viewed(request, staff, row, "best")
+        return _jpeg(data)
     except BlobNotFound:
         return json_error(404, "no_frame", "the frame is missing from the blob store")
 
@@ -45,10 +53,11 @@ async def best_frame(request: web.Request) -> web.StreamResponse:
 @routes.get("/staff/verification/{attempt_id}/reference.jpg")
 async def reference(request: web.Request) -> web.StreamResponse:
     """The face crop of the customer's reference photo (staff only)."""
-    row = await _attempt(request)
+    staff, row = await _attempt(request)
     engine = request.app.get(ENGINE)
     model_key = engine.models.get("embedder", "") if engine is not None else ""
     template = await request.app[BANKING].reference_template(row.customer_id, model_key)
     if template is None or not template.crop_jpeg:
         return json_error(404, "no_reference", "no reference crop for this customer")
+    await _viewed(request, staff, row, "reference")
     return _jpeg(template.crop_jpeg)

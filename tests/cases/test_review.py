@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from cases import review as review_module
 from cases.errors import CaseNotFound, InvalidTransition
 from cases.review import (
     REVIEW_MOVES,
@@ -337,7 +338,7 @@ async def test_the_case_record_puts_events_chat_and_evidence_on_the_recordings_c
 
 
 async def test_recordings_are_found_gone_or_missing_and_playback_is_audited(
-    world: World,
+    world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await _add_recording(world, world.case, "customer")
     await _add_recording(
@@ -346,13 +347,19 @@ async def test_recordings_are_found_gone_or_missing_and_playback_is_audited(
     public_id = await _close(world, world.case)
     auditor = await _auditor(world, "a1")
     desk = ReviewDesk(world.db)
-    found = await desk.recording(auditor, public_id, "customer", log_view=False)
+    found = await desk.recording(auditor, public_id, "customer")
     assert (found.blob_key, found.content_type) == ("ab" * 32, "video/webm")
-    assert await _events(world, "audit.recording_viewed") == []
-    await desk.recording(auditor, public_id, "customer", log_view=True)
     (viewed,) = await _events(world, "audit.recording_viewed")
     assert json.loads(viewed.detail) == {"sha256": "ab" * 32, "side": "customer"}
+    # The browser's further range requests belong to the same view ...
+    await desk.recording(auditor, public_id, "customer")
+    assert len(await _events(world, "audit.recording_viewed")) == 1
+    # ... another auditor's are another view, and so is a request after VIEW_MINUTES.
+    await desk.recording(await _auditor(world, "a2"), public_id, "customer")
+    monkeypatch.setattr(review_module, "VIEW_MINUTES", 0)
+    await desk.recording(auditor, public_id, "customer")
+    assert len(await _events(world, "audit.recording_viewed")) == 3
     with pytest.raises(RecordingGone):
-        await desk.recording(auditor, public_id, "advisor", log_view=True)
+        await desk.recording(auditor, public_id, "advisor")
     with pytest.raises(RecordingNotFound):
-        await desk.recording(auditor, public_id, "screen", log_view=True)
+        await desk.recording(auditor, public_id, "screen")

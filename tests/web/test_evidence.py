@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from store.models import Customer, Staff, VerificationAttempt
+from store.models import AuditEvent, Customer, Staff, VerificationAttempt
 from tests.web.conftest import World, consent, identify, login
 from web.keys import BLOBS, CASES, DB
 
@@ -52,6 +53,18 @@ async def test_the_advisor_of_the_call_and_auditors_see_the_best_frame(world: Wo
     auditor = await world.make_client()
     await login(auditor, "auditor1")
     assert (await auditor.get(url)).status == 200
+    assert (await auditor.get(url)).status == 200
+    # Issue 12: evidence views escaped the audit log. Each image sent is one view, by whom.
+    async with world.app[DB].session() as s:
+        viewed = (
+            await s.scalars(select(AuditEvent).where(AuditEvent.action == "evidence.viewed"))
+        ).all()
+        staff = {row.id: row.username for row in await s.execute(select(Staff.id, Staff.username))}
+    assert [(staff[e.actor_id], json.loads(e.detail)) for e in viewed] == [
+        ("advisor1", {"attempt_id": "attempt-1", "image": "best"}),
+        ("auditor1", {"attempt_id": "attempt-1", "image": "best"}),
+        ("auditor1", {"attempt_id": "attempt-1", "image": "best"}),
+    ]
 
 
 async def test_customers_and_strangers_get_nothing(world: World) -> None:
