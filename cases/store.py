@@ -15,7 +15,7 @@ from cases.services import check_service
 from cases.states import CaseState, check_case_move
 from store.audit import add_event
 from store.db import Database
-from store.models import Case, ChatMessage, Customer
+from store.models import AuditEvent, Case, ChatMessage, Customer
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +203,32 @@ class CaseStore:
                 detail={"sender": sender, "chars": len(text)},
             )
         return now
+
+    async def record_device_check(self, case_id: int, result: dict[str, str]) -> bool:
+        """Keep what the customer's device check found (``camera``, ``mic``, ``network``) as an
+        audit event of the case; whether it passed (the camera works: a call needs video)."""
+        passed = result.get("camera") == "ok"
+        async with self._db.session() as s, s.begin():
+            await add_event(
+                s,
+                action="device.checked",
+                outcome="ok" if passed else "refused",
+                actor_kind="customer",
+                case_id=case_id,
+                detail=dict(result),
+            )
+        return passed
+
+    async def device_check_passed(self, case_id: int) -> bool:
+        """Whether the case's latest device check passed."""
+        async with self._db.session() as s:
+            outcome = await s.scalar(
+                select(AuditEvent.outcome)
+                .where(AuditEvent.case_id == case_id, AuditEvent.action == "device.checked")
+                .order_by(AuditEvent.seq.desc())
+                .limit(1)
+            )
+        return outcome == "ok"
 
     async def recover(self) -> int:
         """After a restart no call or queue survives: close what was left open."""

@@ -17,6 +17,7 @@ from cases.pages_access import CUSTOMER_SOCKET_STATES
 from cases.services import SERVICES
 from cases.states import CaseState
 from cases.store import CaseRef
+from web import params
 from web.accounts import ROLES, StaffRef, get_staff, normalise_username, verify_staff
 from web.i18n import SUPPORTED
 from web.keys import (
@@ -31,6 +32,8 @@ from web.keys import (
     SETTINGS,
     session_of,
 )
+from web.middleware import json_error
+from web.params import BadParam
 from web.render import render
 from web.sessions import Session, clear_cookie, set_cookie
 from web.ws import CONSOLE_ROLES
@@ -271,17 +274,57 @@ async def consent_submit(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/device-check")
 
 
+DEVICE_RESULTS = {
+    "camera": ("ok", "fail"),
+    "mic": ("ok", "silent", "fail"),
+    "network": ("ok", "slow", "down"),
+}
+
+
 @routes.get("/device-check")
 async def device_check_page(request: web.Request) -> web.Response:
-    """Step 4: camera, microphone and network check."""
+    """Step 4: camera, microphone and network check (``?reason=needed``: sent back here from
+    the call page, which needs a passed check)."""
     case = await customer_case(request, AFTER_CONSENT)
-    return render(request, "device_check.html", service=case.service)
+    reason = "device.error.check_first" if request.query.get("reason") == "needed" else None
+    return await render_with_session(
+        request, "device_check.html", service=case.service, error=reason
+    )
+
+
+@routes.post("/device-check")
+async def device_check_submit(request: web.Request) -> web.StreamResponse:
+    """The page's findings: kept on the case; on to the call when the camera works, else the
+    check again with the reason (an advisor cannot serve a customer they cannot see)."""
+    case = await customer_case(request, AFTER_CONSENT)
+    form = await request.post()
+    try:
+        result = {
+            name: params.choice(form, name, allowed) or "fail"
+            for name, allowed in DEVICE_RESULTS.items()
+        }
+    except BadParam as err:
+        return json_error(400, err.code, err.message)
+    if not await request.app[CASES].record_device_check(case.id, result):
+        return await render_with_session(
+            request,
+            "device_check.html",
+            status=400,
+            service=case.service,
+            error="device.error.camera_needed",
+        )
+    raise web.HTTPSeeOther("/call")
 
 
 @routes.get("/call")
 async def call_page(request: web.Request) -> web.Response:
-    """Step 5: the waiting room and the call."""
+    """Step 5: the waiting room and the call. A customer not yet queued whose device check has
+    not passed is sent back to it, with the reason."""
     case = await customer_case(request, AFTER_CONSENT)
+    if case.state is CaseState.CONSENTED and not await request.app[CASES].device_check_passed(
+        case.id
+    ):
+        raise web.HTTPSeeOther("/device-check?reason=needed")
     return render(
         request,
         "call.html",

@@ -422,7 +422,9 @@ async def test_status_texts_reach_screen_readers_and_lang_follows_the_switch(
     await page.check("#consent-accept")
     await page.click("#consent-submit")
     await expect(page).to_have_url(re.compile(r"/device-check\b"))
-    await page.goto(base + "/call")
+    await expect(page.locator("#device-continue")).to_be_enabled(timeout=15_000)
+    await page.click("#device-continue")  # /call needs a passed device check
+    await expect(page).to_have_url(re.compile(r"/call\b"))
     position = page.locator("#queue-position")
     live = await position.evaluate(
         "(el) => { const r = el.closest('[aria-live]');"
@@ -683,7 +685,8 @@ async def test_the_identity_check_speaks_in_words_to_both_sides(
     fake = FakeServer({"type": "welcome", "role": "customer", "name": customer.name,
                        "case_id": "c_words"})  # fmt: skip
     await fake.attach(page)
-    await page.goto(base + "/call")
+    await expect(page.locator("#device-continue")).to_be_enabled(timeout=15_000)
+    await page.click("#device-continue")  # /call needs a passed device check
     await fake.wait_for("queue.join")
     await _customer_hears_plain_words(page, fake, found)
     assert not found, "axe-core found serious or critical problems:" + describe(found)

@@ -167,6 +167,22 @@ async def consent(client: TestClient) -> None:  # type: ignore[type-arg]
     assert resp.status == 303 and resp.headers["Location"] == "/device-check"
 
 
+async def device_checked(client: TestClient, camera: str = "ok") -> int:  # type: ignore[type-arg]
+    """Send the device check's findings (as the page does when the customer continues)."""
+    page = await client.get("/device-check")
+    resp = await client.post(
+        "/device-check",
+        data={
+            "csrf_token": csrf_of(await page.text()),
+            "camera": camera,
+            "mic": "ok",
+            "network": "ok",
+        },
+        allow_redirects=False,
+    )
+    return resp.status
+
+
 async def login(client: TestClient, username: str = "advisor1") -> None:  # type: ignore[type-arg]
     """Log a staff member in."""
     page = await client.get("/staff/login")

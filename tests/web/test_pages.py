@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from store.models import Case
+from store.models import AuditEvent, Case
 from tests.web.conftest import (
     ADVISOR_PASSWORD,
     Person,
     World,
     consent,
     csrf_of,
+    device_checked,
     identify,
     login,
     make_settings,
@@ -32,6 +34,7 @@ async def test_customer_walks_from_service_to_call_page(world: World) -> None:
     await consent(client)
     check = await client.get("/device-check")
     assert check.status == 200 and 'id="preview"' in await check.text()
+    assert await device_checked(client) == 303
     call = await client.get("/call")
     assert call.status == 200 and 'id="queue-position"' in await call.text()
     async with world.app[DB].session() as s:
@@ -62,6 +65,31 @@ async def test_identification_is_rate_limited_even_with_right_data(world: World)
     status, html = await identify(client, world.ada)
     assert status == 429
     assert 'id="identify-error"' in html
+
+
+async def test_the_call_page_needs_a_passed_device_check(world: World) -> None:
+    """Issue 12: a customer who blocked the camera could still join by opening /call."""
+    client = await world.make_client()
+    await identify(client, world.ada)
+    await consent(client)
+    direct = await client.get("/call", allow_redirects=False)
+    assert (direct.status, direct.headers["Location"]) == (303, "/device-check?reason=needed")
+    back = await client.get(direct.headers["Location"])
+    assert 'id="device-error"' in (html := await back.text()) and "check your camera" in html
+    assert await device_checked(client, camera="fail") == 400  # told why, stays on the check
+    refused = await client.get("/call", allow_redirects=False)
+    assert refused.status == 303
+    assert await device_checked(client) == 303
+    call = await client.get("/call")
+    assert call.status == 200 and 'id="queue-position"' in await call.text()
+    async with world.app[DB].session() as s:
+        checks = (
+            await s.scalars(select(AuditEvent).where(AuditEvent.action == "device.checked"))
+        ).all()
+    assert [(e.outcome, json.loads(e.detail)["camera"]) for e in checks] == [
+        ("refused", "fail"),
+        ("ok", "ok"),
+    ]
 
 
 async def test_post_without_csrf_token_is_refused(world: World) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from signaling.messages import ReasonInfo, VerifyResult
 from store.models import Case, Customer, Staff, VerificationAttempt
-from tests.web.conftest import World, consent, identify, login
+from tests.web.conftest import World, consent, device_checked, identify, login
 from tests.web.test_audit_pages import as_staff, closed_case
 from tests.web.test_templates import parse, render
 from web.audit import figure_texts, reason_lines, score_text
@@ -166,6 +166,7 @@ async def test_the_call_page_holds_no_reason_and_the_console_holds_them(world: W
     customer = await world.make_client()
     await identify(customer, world.ada)
     await consent(customer)
+    assert await device_checked(customer) == 303
     page = await (await customer.get("/call")).text()
     assert "verify.advice.face" in page and "verify.customer.before" in page
     assert "verify.reason." not in page and "verify.staff." not in page

@@ -8,10 +8,20 @@ const SLOW_MS = 1500;
 const HEARD_LEVEL = 8;
 const state = { stream: null, audio: null, frame: 0, heard: false };
 
+// What the server is told of each check when the customer continues (pending counts as
+// "not working": the server lets a customer into the call only with a working camera).
+const RESULT = {
+  camera: { ok: "ok" },
+  mic: { ok: "ok", pending: "silent" },
+  network: { ok: "ok", warn: "slow" },
+};
+const FAILED = { camera: "fail", mic: "fail", network: "down" };
+
 function setCheck(name, result, text) {
   const item = $(`check-${name}`);
   item.dataset.state = result;
   item.querySelector(".check-text").textContent = text;
+  $(`result-${name}`).value = RESULT[name][result] || FAILED[name];
 }
 
 function setStatus(text) {
