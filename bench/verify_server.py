@@ -148,7 +148,14 @@ async def _attempt(db, engine, banking, blobs, cfg, who, clip, customer_id, seed
     await asyncio.wait_for(done.wait(), 90)
     result = sent[-1][1]
     analysing = [t for t, m in sent if isinstance(m, VerifyProgress) and m.phase == "analysing"]
+    asked = [m for _, m in sent if isinstance(m, VerifyProgress) and m.phase == "challenge"]
+    extra: dict[str, Any] = {}
+    if result.outcome != "pass" and asked:  # what the attempt ended on, and what was answered
+        extra["last_challenge"] = asked[-1].challenge
+        extra["met"] = asked[-1].met
+        extra["answered"] = [a for a, _, _ in presenter.answers]
     return {
+        **extra,
         "person": who.name,
         "outcome": result.outcome,
         "reasons": result.reasons,

@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any, Literal, Protocol
 
 from av import VideoFrame
+from sqlalchemy.exc import SQLAlchemyError
 
 from cases.cobrowse_desk import CobrowseDesk, CobrowseTarget
 from cases.errors import CaseError, InvalidTransition
@@ -67,6 +68,7 @@ from signaling.messages import (
 )
 from signaling.presence import InvalidPresenceTransition, Presence, PresenceStatus
 from signaling.queue import WaitingQueue
+from store.db import retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +176,17 @@ class LiveDesk:
         self._lock = asyncio.Lock()
 
     # ---- connections ---------------------------------------------------------------------
+
+    def restore(self, waiting: Sequence[CaseRef]) -> None:
+        """After a restart: the customers who were waiting are in line again, in their order,
+        each with the reconnect grace to come back (their pages reconnect on their own) before
+        the case is abandoned."""
+        for case in waiting:
+            if self.queue.join(self._entry(case)):
+                self.customer_disconnected(case.public_id)
+        if waiting:
+            log.info("%d waiting customers kept their place across the restart", len(waiting))
+            self._broadcast_queue()
 
     def customer_connected(self, case_id: str) -> None:
         """A customer's socket opened: cancel any pending drop for their case."""
@@ -476,7 +489,7 @@ class LiveDesk:
             except Exception:
                 log.exception("could not store the call's recordings", extra=extra)
         try:
-            await self.cases.move(case_id, CaseState.CLOSED, ended_by=by)
+            await retry_transient(lambda: self.cases.move(case_id, CaseState.CLOSED, ended_by=by))
         except Exception:
             log.exception("could not close case", extra=extra)
 
@@ -546,9 +559,22 @@ class LiveDesk:
         call = self._calls.get(case_id)
         if call is not None:
             await self.end_call(call, "system", "customer_disconnected")
-        elif self.queue.remove(case_id) is not None:
-            with contextlib.suppress(CaseError):
-                await self.cases.move(case_id, CaseState.ABANDONED)
+        elif case_id in self.queue:
+            # The case leaves the queue only once the database says so (with its event): a
+            # write that fails even after retries leaves it waiting, and the drop is tried
+            # again after another grace period — never out of both the queue and the log.
+            try:
+                await retry_transient(lambda: self.cases.move(case_id, CaseState.ABANDONED))
+            except CaseError:
+                pass  # no longer queued in the database (moved on meanwhile)
+            except SQLAlchemyError:
+                log.exception(
+                    "could not abandon a dropped case; trying again later",
+                    extra={"case_id": case_id},
+                )
+                self.customer_disconnected(case_id)
+                return
+            self.queue.remove(case_id)
             self._broadcast_queue()
 
     async def _drop_advisor(self, staff_id: int) -> None:

@@ -204,6 +204,20 @@ class CaseStore:
             )
         return now
 
+    async def waiting(self) -> list[CaseRef]:
+        """The cases waiting in the queue, first in line first (to restore the live queue
+        after a restart: each customer then has the reconnect grace to come back)."""
+        async with self._db.session() as s:
+            rows = (
+                await s.execute(
+                    select(Case, Customer.name)
+                    .join(Customer, Customer.id == Case.customer_id)
+                    .where(Case.state == CaseState.QUEUED)
+                    .order_by(Case.queued_at, Case.id)
+                )
+            ).all()
+        return [_ref(case, name) for case, name in rows]
+
     async def record_device_check(self, case_id: int, result: dict[str, str]) -> bool:
         """Keep what the customer's device check found (``camera``, ``mic``, ``network``) as an
         audit event of the case; whether it passed (the camera works: a call needs video)."""
@@ -231,22 +245,18 @@ class CaseStore:
         return outcome == "ok"
 
     async def recover(self) -> int:
-        """After a restart no call or queue survives: close what was left open."""
+        """After a restart no call survives (its media were in the dead process): close the
+        cases left in a call. Waiting customers keep their cases: see :meth:`waiting`."""
         count = 0
         async with self._db.session() as s, s.begin():
-            rows = await s.scalars(
-                select(Case).where(Case.state.in_([CaseState.QUEUED, CaseState.IN_CALL]))
-            )
+            rows = await s.scalars(select(Case).where(Case.state == CaseState.IN_CALL))
             now = _now()
             for case in rows.all():
-                wanted = (
-                    CaseState.CLOSED if case.state == CaseState.IN_CALL else CaseState.ABANDONED
-                )
+                wanted = CaseState.CLOSED
                 case.state = wanted.value
                 case.ended_by = "system"
                 _stamp(case, wanted, now)
-                if wanted is CaseState.CLOSED:
-                    await open_review(s, case)
+                await open_review(s, case)
                 await add_event(
                     s,
                     action=f"case.{wanted.value}",

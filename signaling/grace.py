@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 Action = Callable[[], Awaitable[None]]
+
+log = logging.getLogger(__name__)
 
 
 class GraceTimers:
@@ -24,7 +27,10 @@ class GraceTimers:
         # The action is made only when it runs: a timer cancelled early leaves nothing behind.
         await asyncio.sleep(self.seconds)
         self._tasks.pop(key, None)
-        await action()
+        try:
+            await action()
+        except Exception:  # the action owns its retries; a failure is never silent
+            log.exception("grace action failed", extra={"key": key})
 
     def cancel(self, key: str) -> None:
         """Forget the pending action of ``key`` (the peer is back, or it no longer matters)."""

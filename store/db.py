@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+import random
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 from store.config import StoreConfig
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -158,3 +160,30 @@ async def serialize(s: AsyncSession, keys: Iterable[str]) -> None:
         return
     for key in sorted(set(keys)):
         await s.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+
+
+def is_transient(err: BaseException) -> bool:
+    """Whether a database error is worth retrying: SQLite's "database is locked" (its busy
+    timeout ran out), PostgreSQL's serialization failures and deadlocks."""
+    if not isinstance(err, DBAPIError):
+        return False
+    text_of = str(getattr(err, "orig", err)).lower()
+    code = getattr(getattr(err, "orig", None), "sqlstate", None)
+    return "database is locked" in text_of or code in {"40001", "40P01"}
+
+
+async def retry_transient(
+    op: Callable[[], Awaitable[T]], *, attempts: int = 5, first_delay: float = 0.2
+) -> T:
+    """``await op()``, again after a transient database error (:func:`is_transient`), with
+    jittered exponential backoff; the last error is raised. For background writes (grace
+    timers, the end of a call) that no request is waiting on and that must not be lost."""
+    for n in range(attempts):
+        try:
+            return await op()
+        except DBAPIError as err:
+            if not is_transient(err) or n == attempts - 1:
+                raise
+            log.warning("database busy, retrying (%d/%d)", n + 1, attempts - 1)
+            await asyncio.sleep(first_delay * 2**n * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")

@@ -99,7 +99,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(compile_all, app[JINJA])
         recovered = await cases.recover()
         if recovered:
-            log.info("closed %d cases left open by an earlier run", recovered)
+            log.info("closed %d cases left in a call by an earlier run", recovered)
         yield
         await db.close()
 
@@ -155,6 +155,8 @@ async def _live(app: web.Application) -> AsyncIterator[None]:
     app[AUTHORISE] = authorise = AuthoriseDesk(hub, app[DB], app[CASES], services.grants, services)
     desk.on_case_change = authorise.refresh
     engine = await _start_verification(app, desk)
+    # Customers who were waiting when the last run stopped (or crashed) keep their place.
+    desk.restore(await app[CASES].waiting())
     try:
         yield
     finally:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +14,12 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
+from cases import live as live_module
 from signaling.messages import VerifyResult
 from store.audit import list_events
+from store.db import retry_transient
 from store.models import Case, ChatMessage
 from tests.store.test_postgres import reset_schema
 from tests.web.conftest import (
@@ -29,7 +34,7 @@ from tests.web.conftest import (
 )
 from web import ws as ws_module
 from web.accounts import change_staff, create_staff
-from web.keys import DB, DESK
+from web.keys import CASES, DB, DESK
 
 TIMEOUT = 5.0
 
@@ -180,6 +185,69 @@ async def test_both_sides_hear_the_end_before_the_slow_steps_and_a_failing_one_c
         snapshot = await receive(adv, "queue.snapshot")
     await adv.send_json({"type": "queue.accept", "case_id": snapshot["entries"][0]["case_id"]})
     await receive(nxt, "call.started")
+
+
+def _locked() -> OperationalError:
+    return OperationalError("UPDATE cases", {}, sqlite3.OperationalError("database is locked"))
+
+
+async def _queued(world: World) -> tuple[Any, Any, str]:
+    _, adv = await advisor_socket(world)
+    _, cust = await customer_socket(world)
+    await cust.send_json({"type": "queue.join"})
+    snapshot = await receive(adv, "queue.snapshot")
+    while not snapshot["entries"]:
+        snapshot = await receive(adv, "queue.snapshot")
+    return adv, cust, snapshot["entries"][0]["case_id"]
+
+
+async def test_a_dropped_customer_is_abandoned_even_when_the_database_is_busy(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: when 500 queued customers dropped at once, grace timers hit "database is
+    locked" and died: cases stayed queued in the database, out of the live queue and the log."""
+    store = world.app[CASES]
+    real_move, failures = store.move, [_locked(), _locked()]
+
+    async def busy_move(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real_move(*args, **kwargs)
+
+    adv, cust, case_id = await _queued(world)
+    monkeypatch.setattr(store, "move", busy_move)
+    await cust.close()
+    snapshot = await receive(adv, "queue.snapshot", entries=[])  # after the grace and retries
+    assert snapshot["entries"] == [] and not failures
+    case = await store.get(case_id)
+    assert case.state.value == "abandoned"
+    events = [e.action for e in await list_events(world.app[DB], case.id)]
+    assert "case.abandoned" in events
+
+
+async def test_a_drop_the_database_keeps_refusing_stays_in_the_queue_and_is_retried(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = world.app[CASES]
+    real_move, refusing = store.move, [True]
+
+    async def busy_move(*args: Any, **kwargs: Any) -> Any:
+        if refusing[0]:
+            raise _locked()
+        return await real_move(*args, **kwargs)
+
+    adv, cust, case_id = await _queued(world)
+    monkeypatch.setattr(store, "move", busy_move)
+    monkeypatch.setattr(
+        live_module, "retry_transient", partial(retry_transient, attempts=2, first_delay=0.01)
+    )
+    await cust.close()
+    await asyncio.sleep(1.5)  # past the grace (1 s): every try failed
+    desk = world.app[DESK]
+    assert case_id in desk.queue and (await store.get(case_id)).state.value == "queued"
+    refusing[0] = False  # the database is back: the next try abandons it
+    await receive(adv, "queue.snapshot", entries=[])
+    assert (await store.get(case_id)).state.value == "abandoned"
 
 
 async def test_two_customers_see_their_positions(world: World) -> None:
