@@ -259,6 +259,13 @@ class AttemptConfig:
     aftermath: float = 0.5
     # Seconds after a movement completes within which a checkable frame may still credit it.
     credit_window: float = 0.5
+    # Frames a second the server must have analysed while a challenge was on screen for its
+    # time-out to be the customer's: a blink lasts 0.1–0.3 s and falls between frames any
+    # slower; a pose holds longer. A challenge that times out after fewer, with the server never
+    # idle meanwhile (no tick: a newer frame was always waiting), ends the attempt undecided —
+    # not counted — instead of failed. Idle ticks mean the video, not the server, was slow.
+    min_blink_fps: float = 8.0
+    min_pose_fps: float = 4.0
     detectors: DetectorConfig = field(default_factory=DetectorConfig)
     # Levels at which a movement counts *against* the customer (wrong action, moved before the
     # prompt): clearer than the levels that credit a challenge, so that natural movement is not
@@ -286,6 +293,8 @@ class AttemptConfig:
             raise ValueError(f"action_seconds must be within 0–10 s, got {self.action_seconds}")
         if not 0 <= self.credit_window <= 2:
             raise ValueError(f"credit_window must be within 0–2 s, got {self.credit_window}")
+        if not (0 <= self.min_pose_fps <= 30 and 0 <= self.min_blink_fps <= 60):
+            raise ValueError("min_pose_fps must be within 0–30, min_blink_fps within 0–60")
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,6 +387,8 @@ class Attempt:
         self._holding = False
         self._held: dict[int, float] = {}
         self._shown: dict[int, float] = {}
+        self._window_frames = 0  # frames analysed since the challenge on screen was shown
+        self._window_ticks = 0  # and idle ticks (no new frame was there)
         self._met: dict[int, Detection] = {}
         self._events: list[ProgressEvent] = []
         self._samples: list[Sample] = []
@@ -448,6 +459,8 @@ class Attempt:
         if frame.frame_id < 0:
             frame = dataclasses.replace(frame, frame_id=self._frames)
         self._frames += 1
+        if self._showing:
+            self._window_frames += 1
         self._check_timeouts(t)
         if self._state not in (S.BASELINE, S.CHALLENGE):
             return self._events[mark:]
@@ -473,8 +486,14 @@ class Attempt:
         """Apply timeouts at time ``t`` (call it when frames stop coming, e.g. every 0.5 s)."""
         mark = len(self._events)
         if self._last_t is None or t > self._last_t:
+            if self._showing:
+                self._window_ticks += 1
             self._check_timeouts(t)
         return self._events[mark:]
+
+    @property
+    def _showing(self) -> bool:
+        return self._state is S.CHALLENGE and not self._holding
 
     def abort(self, t: float, reason: str = "attempt.aborted") -> list[ProgressEvent]:
         """Stop the attempt (advisor cancelled, call ended, page closed)."""
@@ -583,6 +602,7 @@ class Attempt:
     def _show(self, t: float) -> None:
         self._holding = False
         self._shown[self._index] = t
+        self._window_frames = self._window_ticks = 0
         self._picker.open(f"challenge-{self._index + 1}", self._index)
         self._emit(t, EventKind.CHALLENGE_SHOWN)
 
@@ -709,6 +729,19 @@ class Attempt:
         return after <= self.config.aftermath or (same and after <= self.config.settle)
 
     def _time_out(self, t: float) -> None:
+        action = self.plan.challenges[self._index].action
+        needed = self.config.min_blink_fps if action is Action.BLINK else self.config.min_pose_fps
+        span = t - self._shown[self._index]
+        managed = self._window_frames / span if span > 0 else 0.0
+        if managed < needed and self._window_ticks == 0:  # the server could not keep up
+            logger.warning(
+                "challenge %s timed out at %.1f frames/s (needs %.0f): undecided",
+                action.value,
+                managed,
+                needed,
+            )
+            self._finish(S.UNDECIDED, t, "attempt.server_busy", EventKind.UNDECIDED)
+            return
         self._finish(S.TIMED_OUT, t, "liveness.challenge_timeout", EventKind.CHALLENGE_TIMED_OUT)
 
     def _check_timeouts(self, t: float) -> None:

@@ -280,6 +280,33 @@ def test_each_challenge_times_out_after_its_limit(index: int) -> None:
     assert attempt.result().reason == "liveness.challenge_timeout"
 
 
+@pytest.mark.parametrize(
+    ("action", "every", "ticks", "state"),
+    [
+        (Action.BLINK, 0.25, False, S.UNDECIDED),  # 4 analysed frames a second, never idle
+        (Action.BLINK, 0.25, True, S.TIMED_OUT),  # idle ticks between: the video was slow
+        (Action.BLINK, 0.1, False, S.TIMED_OUT),  # 10 a second: the customer did not blink
+        (Action.SMILE, 0.5, False, S.UNDECIDED),  # a pose needs 4 a second
+        (Action.SMILE, 0.2, False, S.TIMED_OUT),
+    ],
+)
+def test_a_timeout_the_server_was_too_slow_to_see_is_undecided(
+    action: Action, every: float, ticks: bool, state: S
+) -> None:
+    """Issue 11: on a loaded server an honest blink fell between analysed frames and the
+    attempt failed (challenge_timeout), counting towards the customer's locks."""
+    attempt, customer = started(action, max_face_gap=100.0)
+    t = customer.t
+    while attempt.state is S.CHALLENGE:
+        t = round(t + every, 3)
+        attempt.observe(t, obs(customer.neutral, customer.size))
+        if ticks and attempt.state is S.CHALLENGE:
+            attempt.tick(round(t + every / 2, 3))
+    assert attempt.state is state
+    reason = "attempt.server_busy" if state is S.UNDECIDED else "liveness.challenge_timeout"
+    assert attempt.result().reason == reason
+
+
 def test_timeout_fires_on_tick_when_frames_stop() -> None:
     attempt, customer = started(Action.BLINK, max_face_gap=100.0)
     assert attempt.tick(customer.t + 4.9) == []
