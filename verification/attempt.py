@@ -264,7 +264,7 @@ class AttemptConfig:
     # slower; a pose holds longer. A challenge that times out after fewer, with the server never
     # idle meanwhile (no tick: a newer frame was always waiting), ends the attempt undecided —
     # not counted — instead of failed. Idle ticks mean the video, not the server, was slow.
-    min_blink_fps: float = 8.0
+    min_blink_fps: float = 15.0
     min_pose_fps: float = 4.0
     detectors: DetectorConfig = field(default_factory=DetectorConfig)
     # Levels at which a movement counts *against* the customer (wrong action, moved before the
@@ -687,7 +687,7 @@ class Attempt:
             return
         if hit.start > shown + self.config.max_reaction:
             logger.info("attempt %s: %s began too late", self.plan.nonce[:6], action)
-            self._time_out(t)
+            self._time_out(t, seen=True)
             return
         if not checkable:
             # The movement is there but this frame cannot be checked: a checkable frame soon
@@ -728,12 +728,14 @@ class Attempt:
         same = found.action is previous.action
         return after <= self.config.aftermath or (same and after <= self.config.settle)
 
-    def _time_out(self, t: float) -> None:
+    def _time_out(self, t: float, *, seen: bool = False) -> None:
+        """The challenge timed out; ``seen``: its movement was seen, begun too late (however
+        slow the server, that is the answer's timing, not a frame it missed)."""
         action = self.plan.challenges[self._index].action
         needed = self.config.min_blink_fps if action is Action.BLINK else self.config.min_pose_fps
         span = t - self._shown[self._index]
         managed = self._window_frames / span if span > 0 else 0.0
-        if managed < needed and self._window_ticks == 0:  # the server could not keep up
+        if not seen and managed < needed and self._window_ticks == 0:  # the server fell behind
             logger.warning(
                 "challenge %s timed out at %.1f frames/s (needs %.0f): undecided",
                 action.value,

@@ -17,6 +17,7 @@ import asyncio
 import functools
 import logging
 import multiprocessing
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -38,6 +39,9 @@ _WORKER_ENGINE: FaceEngine | None = None
 
 def _load(factory: EngineFactory) -> None:
     global _WORKER_ENGINE
+    # Ctrl-C reaches every process of the terminal's group: the server shuts the pool down in
+    # order, so a worker ignores it (no KeyboardInterrupt traceback from each one).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER_ENGINE = factory()
 
 
