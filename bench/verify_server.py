@@ -20,6 +20,7 @@ import asyncio
 import collections
 import functools
 import json
+import logging
 import multiprocessing
 import os
 import random
@@ -91,6 +92,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     outcomes: list[dict[str, Any]] = []
     try:
         for n, who in enumerate(PEOPLE):
+            if args.person and who.name not in args.person:
+                continue
             clip = await asyncio.to_thread(load_clip, data / who.clip)
             photo = await asyncio.to_thread(encode_jpeg, photo_of(who, clip))
             template = await engine.enrol(photo)
@@ -201,7 +204,14 @@ def main() -> None:
     parser.add_argument("--attempts", type=int, default=5, help="attempts per person")
     parser.add_argument("--person-clock", choices=("wall", "reads"), default="wall")
     parser.add_argument("--load", type=int, default=0, help="CPU-spinning processes beside")
+    parser.add_argument("--person", action="append", help="only these people (repeatable)")
+    parser.add_argument("--rates", action="store_true", help="log frames/s of every challenge")
     args = parser.parse_args()
+    # The attempt says why a challenge timed out (frames analysed, idle ticks) on stderr.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("verification.attempt").setLevel(
+        logging.DEBUG if args.rates else logging.INFO
+    )
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
     busy = [context.Process(target=_spin, args=(stop,), daemon=True) for _ in range(args.load)]

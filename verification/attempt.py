@@ -261,10 +261,12 @@ class AttemptConfig:
     credit_window: float = 0.5
     # Frames a second the server must have analysed while a challenge was on screen for its
     # time-out to be the customer's: a blink lasts 0.1–0.3 s and falls between frames any
-    # slower; a pose holds longer. A challenge that times out after fewer, with the server never
+    # slower (measured, bench/verify_server.py --rates: 25–28/s in blink windows on a free
+    # machine, 13–16/s beside two busy processes, where a short blink was missed); a pose holds
+    # longer. A challenge that times out after fewer, with the server never
     # idle meanwhile (no tick: a newer frame was always waiting), ends the attempt undecided —
     # not counted — instead of failed. Idle ticks mean the video, not the server, was slow.
-    min_blink_fps: float = 15.0
+    min_blink_fps: float = 20.0
     min_pose_fps: float = 4.0
     detectors: DetectorConfig = field(default_factory=DetectorConfig)
     # Levels at which a movement counts *against* the customer (wrong action, moved before the
@@ -707,6 +709,14 @@ class Attempt:
         return detect(action, since[max(soon - 1, 0) :], self.config.detectors)
 
     def _credit(self, t: float, frame_id: int, hit: Detection) -> None:
+        span = t - self._shown[self._index]
+        logger.debug(
+            "challenge %s met: %d frames analysed in %.1f s (%.1f/s)",
+            hit.action.value,
+            self._window_frames,
+            span,
+            self._window_frames / span if span > 0 else 0.0,
+        )
         self._met[self._index] = hit
         self._picker.met(frame_id, t)
         self._emit(t, EventKind.CHALLENGE_MET, hit.action.value)
@@ -735,6 +745,14 @@ class Attempt:
         needed = self.config.min_blink_fps if action is Action.BLINK else self.config.min_pose_fps
         span = t - self._shown[self._index]
         managed = self._window_frames / span if span > 0 else 0.0
+        logger.info(
+            "challenge %s timed out: %d frames analysed in %.1f s (%.1f/s), %d idle ticks",
+            action.value,
+            self._window_frames,
+            span,
+            managed,
+            self._window_ticks,
+        )
         if not seen and managed < needed and self._window_ticks == 0:  # the server fell behind
             logger.warning(
                 "challenge %s timed out at %.1f frames/s (needs %.0f): undecided",

@@ -14,6 +14,7 @@ from aiohttp import web
 from web.i18n import negotiate
 from web.keys import REQ_ELDERLY, REQ_LANG, REQ_SESSION, SESSIONS, SETTINGS, session_of
 from web.params import BadParam
+from web.render import render
 from web.sessions import COOKIE
 
 log = logging.getLogger(__name__)
@@ -78,14 +79,65 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             return web.json_response(err.as_json(), status=400)
         raise web.HTTPBadRequest(text=str(err)) from err
     except web.HTTPException as exc:
-        if exc.status < 400 or not wants_json(request) or exc.content_type == "application/json":
+        if exc.status < 400:
             raise
-        return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
+        if wants_json(request):
+            if exc.content_type == "application/json":
+                raise
+            return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
+        kind = ERROR_PAGES.get(exc.status)
+        if kind is None or exc.content_type == "text/html":
+            raise
+        return error_page(request, exc.status, kind)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         if wants_json(request):
             return json_error(500, "internal", "internal error")
-        raise
+        return error_page(request, 500, "500")
+
+
+# Statuses a browser is shown a page for (in its language, with a way back), by the page's text.
+ERROR_PAGES = {
+    400: "400",
+    413: "400",
+    414: "400",
+    431: "400",
+    401: "403",
+    403: "403",
+    404: "404",
+    405: "404",
+    410: "404",
+    500: "500",
+    502: "500",
+    503: "500",
+}
+
+
+def error_page(request: web.Request, status: int, kind: str) -> web.Response:
+    """The error page: what happened in the page's language and a link back (staff to their
+    pages, everyone else to the start)."""
+    if REQ_LANG not in request:  # refused before the sessions middleware ran (a static file)
+        request[REQ_LANG] = negotiate(
+            request.headers.get("Accept-Language"),
+            request.cookies.get("lang"),
+            request.app[SETTINGS].web.default_lang,
+        )
+        request[REQ_ELDERLY] = request.cookies.get("elderly") == "1"
+        request[REQ_SESSION] = None
+    session = session_of(request)
+    staff = (session is not None and session.kind == "staff") or request.path.startswith(
+        ("/staff", "/advisor", "/audit", "/admin")
+    )
+    back = "/staff/login" if staff and session is None else ("/staff" if staff else "/")
+    return render(
+        request,
+        "error.html",
+        status=status,
+        kind=kind,
+        code=status,
+        staff_page=staff,
+        back=back,
+    )
 
 
 # The file system's limits on a name and a path (Linux): a longer one cannot be a file of ours.

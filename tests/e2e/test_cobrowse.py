@@ -250,6 +250,14 @@ async def _auditor_replays(visit: Visit, server: Server, browsers: Browsers, typ
     await page.goto(f"{server.base_url}/audit/cases/{await case_of(visit)}")
     replay = page.locator(".cobrowse-replay").first
     await expect(replay).to_have_attribute("data-loaded", "true", timeout=15_000)
+    # Issue 12: the replay's frame lay over the whole page and swallowed every click on the
+    # header and on "Export signed bundle". Playwright's trial click fails on a covered target.
+    for target in ("#export-link", "a.brand", "#lang-zh", "#audit-play"):
+        await page.locator(target).first.click(trial=True, timeout=5_000)
+    box = await page.locator(".cobrowse-replay-stage").bounding_box()
+    frame = await page.locator(".cobrowse-replay-stage iframe").bounding_box()
+    assert box and frame, "the replay has no frame"
+    assert frame["y"] >= box["y"] - 1 and frame["x"] >= box["x"] - 1, (box, frame)
     # From the start of sharing the replay plays on the recordings' clock.
     started = page.locator(".timeline-entry", has=page.locator('[data-action="cobrowse.started"]'))
     await started.locator(".timeline-seek").click()

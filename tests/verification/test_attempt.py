@@ -286,7 +286,7 @@ def test_each_challenge_times_out_after_its_limit(index: int) -> None:
         (Action.BLINK, 0.25, False, S.UNDECIDED),  # 4 analysed frames a second, never idle
         (Action.BLINK, 0.25, True, S.TIMED_OUT),  # idle ticks between: the video was slow
         (Action.BLINK, 0.1, False, S.UNDECIDED),  # 10 a second: a blink can fall between
-        (Action.BLINK, 0.05, False, S.TIMED_OUT),  # 20 a second: the customer did not blink
+        (Action.BLINK, 0.04, False, S.TIMED_OUT),  # 25 a second: the customer did not blink
         (Action.SMILE, 0.5, False, S.UNDECIDED),  # a pose needs 4 a second
         (Action.SMILE, 0.2, False, S.TIMED_OUT),
     ],

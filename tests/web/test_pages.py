@@ -22,7 +22,7 @@ from tests.web.conftest import (
     make_settings,
     running_world,
 )
-from web.keys import DB
+from web.keys import CASES, DB
 
 
 async def test_customer_walks_from_service_to_call_page(world: World) -> None:
@@ -297,3 +297,40 @@ async def test_next_keeps_a_page_of_ours_with_its_query(world: World) -> None:
     assert switched.headers["Location"] == back
     page = await client.get("/staff/login", params={"next": "/audit?page=2"})
     assert 'value="/audit?page=2"' in await page.text()
+
+
+async def test_error_pages_speak_the_pages_language_and_lead_back(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: 403/404 pages were bare English text (and a crash a bare 500)."""
+    client = await world.make_client()
+    zh = {"Accept-Language": "zh-CN,zh;q=0.9", "Accept": "text/html"}
+    missing = await client.get("/no-such-page", headers=zh)
+    html = await missing.text()
+    assert missing.status == 404 and missing.content_type == "text/html"
+    assert (
+        'lang="zh-CN"' in html
+        and "页面不存在" in html
+        and 'id="error-back" class="btn primary" href="/"' in html
+    )
+    static = await client.get("/static/js/nope.js", headers={"Accept": "text/html"})
+    assert static.status == 404 and "Page not found" in await static.text()
+    as_json = await client.get("/static/js/nope.js", headers={"Accept": "application/json"})
+    assert as_json.status == 404 and (await as_json.json())["error"] == "not_found"
+    await login(client, "auditor1")
+    refused = await client.get("/advisor")
+    page = await refused.text()
+    assert refused.status == 403 and "You cannot open this page" in page
+    assert 'href="/staff"' in page  # back to the staff pages, not the customers' start
+
+    async def broken(*_: object) -> None:
+        raise RuntimeError("boom")
+
+    customer = await world.make_client()
+    await identify(customer, world.ada)
+    monkeypatch.setattr(world.app[CASES], "get_by_id", broken)
+    crashed = await customer.get("/consent")
+    text = await crashed.text()
+    assert (
+        crashed.status == 500 and "Something went wrong on our side" in text and "boom" not in text
+    )

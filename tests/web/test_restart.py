@@ -50,7 +50,12 @@ class Node:
     def start(self) -> None:
         with self.log.open("ab") as fh:
             self.proc = subprocess.Popen(
-                [str(CLI), "serve"], env=self.env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT
+                [str(CLI), "serve"],
+                env=self.env,
+                cwd=REPO,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, as in a terminal
             )
 
     async def healthy(self) -> None:
@@ -85,7 +90,7 @@ class Node:
 
 
 @asynccontextmanager
-async def node(tmp_path: Path, shared_data: Path) -> AsyncIterator[Node]:
+async def node(tmp_path: Path, shared_data: Path, **extra: str) -> AsyncIterator[Node]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDBRANCH_")}
     env.update(
         CLOUDBRANCH_DATA_DIR=str(tmp_path / "data"),
@@ -98,6 +103,7 @@ async def node(tmp_path: Path, shared_data: Path) -> AsyncIterator[Node]:
         CLOUDBRANCH_COOKIE_SECURE="never",  # the test's client keeps cookies over plain HTTP
         CLOUDBRANCH_DEFAULT_LANG="en",
     )
+    env.update(extra)
     log = tmp_path / "server.log"
     await asyncio.to_thread(_seed, env, log)
     server = Node(env, log)
@@ -198,3 +204,19 @@ async def test_a_waiting_customer_who_comes_back_after_a_crash_keeps_the_place(
         await ws.close()
         data = tmp_path / "data"
         assert (_state(data, gone_case), _state(data, back_case)) == ("abandoned", "queued")
+
+
+async def test_ctrl_c_stops_the_server_and_its_face_workers_without_a_traceback(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    """Issue 12: the face worker printed a KeyboardInterrupt traceback at every Ctrl-C."""
+    async with node(tmp_path, shared_data, CLOUDBRANCH_FACE_WORKERS="1") as server:
+        server.start()
+        await server.healthy()
+        assert server.proc is not None
+        await asyncio.sleep(2)  # the worker has loaded its engine
+        os.killpg(server.proc.pid, signal.SIGINT)  # what Ctrl-C sends: the whole group
+        code = await asyncio.to_thread(server.proc.wait, 30)
+        log = server.tail()
+        assert code == 0, log
+        assert "KeyboardInterrupt" not in log and "Traceback" not in log, log
