@@ -181,6 +181,10 @@ def _report(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
         "genuine_passed": len(passed),
         "outcomes_count": dict(collections.Counter(o["outcome"] for o in outcomes)),
         "bpcer": round(1 - len(passed) / len(outcomes), 4) if outcomes else None,
+        # The customer's view: an undecided attempt (the server fell behind) is "try again",
+        # counted nowhere; a failed or referred one counts towards the locks.
+        "genuine_failed_or_referred": sum(o["outcome"] in ("fail", "refer") for o in outcomes),
+        "undecided_not_counted": sum(o["outcome"] == "undecided" for o in outcomes),
         "seconds_start_to_last_challenge_median": statistics.median(completion)
         if completion
         else None,

@@ -86,8 +86,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                 raise
             return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
         kind = ERROR_PAGES.get(exc.status)
-        if kind is None or exc.content_type == "text/html":
-            raise
+        if kind is None or exc.content_type in ("text/html", "application/json"):
+            raise  # a page of its own, or a refusal its route answers in JSON (CSRF, media)
         return error_page(request, exc.status, kind)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
