@@ -197,8 +197,9 @@ class Server:
             CLOUDBRANCH_COOKIE_SECURE="never",
             # Each demo customer opens a case per socket, and again after each close.
             CLOUDBRANCH_CASES_PER_CUSTOMER_HOUR="100000",
-            # Some demo customers cannot identify (a card reported lost): finding which must
-            # not lock the bench's one address out.
+            # 40 sessions identify at once from the bench's one address: an identification
+            # counts against the address while it is under way (the burst limit), and 5 would
+            # refuse most of them.
             CLOUDBRANCH_IDENTIFY_ATTEMPTS="1000",
         )
         with self.log.open("ab") as fh:

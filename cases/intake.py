@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from banking.core import CoreBanking
+from banking.identity import normalise_id_number
 from cases.consent import Consent
 from cases.errors import IdentificationFailed, NotAllowed
 from cases.limits import AttemptLimiter, Limit
@@ -66,7 +67,10 @@ class Intake:
         ticket = await self._limiter.begin(
             [
                 Limit("identify-address", address, lim.per_address, window),
-                Limit("identify-id-number", id_number.strip().upper(), lim.per_id_number, window),
+                # As the bank compares it: spaces or full-width digits do not make another key.
+                Limit(
+                    "identify-id-number", normalise_id_number(id_number), lim.per_id_number, window
+                ),
             ]
         )
         customer = await self._banking.identify(name, id_number, card_last4)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -146,7 +147,15 @@ class VerifyDesk:
             pause=self.config.pause,
             replayable=self.config.replayable_plans,
         )
-        rules = _REPLAYABLE_RULES if self.config.replayable_plans else None
+        base = _REPLAYABLE_RULES if self.config.replayable_plans else AttemptConfig()
+        # What the server must manage for a timeout to be the customer's, within the rates asked
+        # for: two thirds of the camera rate in a blink window, of the sampling rate otherwise.
+        cfg = self.config
+        rules = dataclasses.replace(
+            base,
+            min_blink_fps=min(cfg.min_blink_fps, cfg.camera_fps * 2 / 3),
+            min_pose_fps=min(cfg.min_pose_fps, cfg.sample_fps * 2 / 3),
+        )
         if rules is not None:
             log.warning("verification plans without a head movement (a test setting)")
         challenges = [c.action.value for c in plan.challenges]

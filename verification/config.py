@@ -57,6 +57,11 @@ class VerificationConfig:
     # Seconds of the server's own stalls an attempt may absorb (its clock pauses meanwhile)
     # before it ends undecided.
     max_stall_seconds: float = 8.0
+    # Frames a second the server must have analysed in a challenge's window for its time-out to
+    # be the customer's (else undecided, see verification.attempt.AttemptConfig); each is capped
+    # at two thirds of the rate asked for. 0: every time-out is the customer's.
+    min_blink_fps: float = 20.0
+    min_pose_fps: float = 4.0
     max_attempts_per_case: int = 3
     lock_after_failures: int = 5
     lock_window_hours: int = 24

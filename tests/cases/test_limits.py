@@ -26,10 +26,20 @@ def intake(world: World) -> Intake:
     return Intake(world.banking, CaseStore(world.db), limiter, LIMITS)
 
 
-async def _identify(desk: Intake, address: str, last4: str) -> str:
+def _written(n: int) -> str:
+    """Alice's ID number as a guesser might type it: plain, spaced, full-width, lower-case x."""
+    plain = id_number(1)
+    forms = (plain, " ".join([plain[:6], plain[6:14], plain[14:]]), plain.translate(FULL_WIDTH))
+    return forms[n % 3].lower()
+
+
+FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+
+
+async def _identify(desk: Intake, address: str, last4: str, n: int = 0) -> str:
     try:
         await desk.identify(
-            address, "pin_change", "Alice Wang", id_number(1), last4, lang="en", elderly=False
+            address, "pin_change", "Alice Wang", _written(n), last4, lang="en", elderly=False
         )
     except TooManyAttempts:
         return "refused"
@@ -39,11 +49,13 @@ async def _identify(desk: Intake, address: str, last4: str) -> str:
 
 
 async def test_guesses_from_rotating_addresses_lock_the_id_number(world: World) -> None:
-    """200 wrong card digits for one customer, each from a new address: only 10 are tried, and
-    then the right digits do not open a case either (the limit is on guessing)."""
+    """200 wrong card digits for one customer, each from a new address and the ID number written
+    three ways: only 10 are tried, and then the right digits do not open a case either."""
     desk, right = intake(world), card_number(1)[-4:]
     wrong = [f"{n:04d}" for n in range(200) if f"{n:04d}" != right]
-    outcomes = [await _identify(desk, f"10.0.{n // 250}.{n % 250}", w) for n, w in enumerate(wrong)]
+    outcomes = [
+        await _identify(desk, f"10.0.{n // 250}.{n % 250}", w, n) for n, w in enumerate(wrong)
+    ]
     assert outcomes.count("failed") == 10 and outcomes.count("refused") == len(wrong) - 10
     assert await _identify(desk, "10.9.9.9", right) == "refused"
     # Another customer is not locked by Alice's guesses.
