@@ -158,19 +158,36 @@ async def identify_page(request: web.Request) -> web.Response:
     )
 
 
+IDENTIFY_FIELDS = {"name": 60, "id_number": 18, "card_last4": 4}
+
+
+def _shown(form: params.Params, name: str, limit: int) -> str:
+    """A field typed back into the form after an error: text only, cut to its length."""
+    value = form.get(name)
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
 @routes.post("/identify")
 async def identify_submit(request: web.Request) -> web.StreamResponse:
     """Open a case when identification succeeds; one generic error otherwise."""
     form = await request.post()
-    fields = {
-        k: str(form.get(k, "")).strip() for k in ("service", "name", "id_number", "card_last4")
-    }
-    service = fields["service"]
-    if service not in SERVICES:
-        raise web.HTTPSeeOther("/")
-    values = {"name": fields["name"][:60], "card_last4": fields["card_last4"][:4]}
     try:
-        if not all(fields.values()) or len(fields["name"]) > 60 or len(fields["id_number"]) > 18:
+        service = params.choice(form, "service", SERVICES)
+    except BadParam:
+        service = None
+    if service is None:
+        raise web.HTTPSeeOther("/")
+    values = {"name": _shown(form, "name", 60), "card_last4": _shown(form, "card_last4", 4)}
+    try:
+        # One generic error for every field (it must not say which one was wrong).
+        try:
+            fields = {
+                name: params.text(form, name, max_length=limit) or ""
+                for name, limit in IDENTIFY_FIELDS.items()
+            }
+        except BadParam as err:
+            raise IdentificationFailed("unreadable") from err
+        if not all(fields.values()):
             raise IdentificationFailed("incomplete")
         case = await request.app[INTAKE].identify(
             client_address(request),
@@ -373,8 +390,12 @@ async def login_page(request: web.Request) -> web.Response:
 async def login_submit(request: web.Request) -> web.StreamResponse:
     """Check username + password (argon2, rate-limited) and start a staff session."""
     form = await request.post()
-    username = str(form.get("username", "")).strip()[:64]
-    password = str(form.get("password", ""))[:256]
+    try:  # a user name the accounts could not hold is no account: the generic refusal
+        username = params.text(form, "username", max_length=64) or ""
+    except BadParam:
+        username = ""
+    raw_password = form.get("password", "")
+    password = raw_password[:256] if isinstance(raw_password, str) else ""
     limiter, cfg = request.app[LIMITER], request.app[SETTINGS].web
     window = cfg.identify_window_seconds
     try:

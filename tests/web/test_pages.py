@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import FormData
 from sqlalchemy import select
 
 from store.models import AuditEvent, Case
@@ -334,3 +335,29 @@ async def test_error_pages_speak_the_pages_language_and_lead_back(
     assert (
         crashed.status == 500 and "Something went wrong on our side" in text and "boom" not in text
     )
+
+
+async def test_forms_read_through_the_parameter_layer_refuse_odd_input_in_plain_words(
+    world: World,
+) -> None:
+    """Control characters, over-long values and file uploads in the identification and login
+    forms get the generic refusal of the form (never a 500, never which field was wrong)."""
+    client = await world.make_client()
+    page = await client.get("/identify?service=pin_change")
+    token = csrf_of(await page.text())
+    ada = world.ada
+    for odd in ({"name": "Ada\x00Lovelace"}, {"id_number": ada.id_number + "9"}):
+        form = {"csrf_token": token, "service": "pin_change", "name": ada.name}
+        form |= {"id_number": ada.id_number, "card_last4": ada.card_last4, **odd}
+        resp = await client.post("/identify", data=form, allow_redirects=False)
+        assert resp.status == 400 and 'id="identify-error"' in await resp.text()
+    upload = FormData({"csrf_token": token, "service": "pin_change", "name": ada.name})
+    upload.add_field("id_number", b"110105", filename="id.txt")
+    upload.add_field("card_last4", ada.card_last4)
+    resp = await client.post("/identify", data=upload, allow_redirects=False)
+    assert resp.status == 400 and 'id="identify-error"' in await resp.text()
+    login_page = await client.get("/staff/login")
+    form = {"csrf_token": csrf_of(await login_page.text()), "username": "advisor1\x07"}
+    form["password"] = ADVISOR_PASSWORD
+    resp = await client.post("/staff/login", data=form, allow_redirects=False)
+    assert resp.status == 401 and 'id="login-error"' in await resp.text()
