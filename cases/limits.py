@@ -31,12 +31,6 @@ from store.models import IdentifyAttempt
 MAX_WINDOW = timedelta(days=1)
 
 
-def client_key(scope: str, address: str) -> str:
-    """An unkeyed key (a hash) for ``scope`` and ``address``; :meth:`AttemptLimiter.key` is the
-    keyed one the limiter uses."""
-    return hashlib.sha256(f"{scope}:{address}".encode()).hexdigest()
-
-
 @dataclass(frozen=True, slots=True)
 class Limit:
     """At most ``attempts`` under ``scope``/``subject`` within ``window_seconds``."""

@@ -743,17 +743,7 @@ async def _viewing(s: AsyncSession, case_id: int, auditor_id: int, side: str) ->
             AuditEvent.at >= since,
         )
     )
-    return any(_detail(d).get("side") == side for d in details)
-
-
-def _detail(raw: object) -> dict[str, object]:
-    if isinstance(raw, dict):
-        return raw
-    try:
-        parsed = json.loads(str(raw))
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
+    return any(json.loads(d).get("side") == side for d in details)
 
 
 def _cobrowse_views(

@@ -166,7 +166,7 @@ class IdentifyAttempt(Base):
     __table_args__ = (Index("ix_identify_attempts_key_at", "client_key", "attempted_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    client_key: Mapped[str] = mapped_column(String(64))  # sha256 of the client address
+    client_key: Mapped[str] = mapped_column(String(64))  # HMAC of a limit's scope and subject
     attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
