@@ -34,9 +34,11 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Debian packages the browser tests need (Chromium); installed only when missing.
+# Debian packages the tests need (Chromium; nginx runs the shipped proxy config); installed only
+# when missing.
 apt-deps:
 	@command -v chromium >/dev/null 2>&1 || ./scripts/apt-install.sh chromium fonts-noto-cjk
+	@test -x /usr/sbin/nginx || ./scripts/apt-install.sh nginx
 
 lint:
 	$(VENV)/bin/ruff check .

@@ -8,6 +8,7 @@ for the app, and secrets that come from the operator's env file rather than from
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from web.forwarded import parse_networks
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"
@@ -339,3 +342,16 @@ def test_turn_config_matches_the_published_relay_ports(services: dict[str, Any])
     command = " ".join(services["coturn"]["command"])
     assert "--user=${CLOUDBRANCH_TURN_USERNAME" in command
     assert "${CLOUDBRANCH_TURN_PASSWORD:?" in command
+
+
+def test_the_apps_believe_the_proxys_forwarded_address_and_nobody_elses(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    """Every customer reaches the nodes through the proxy: without its X-Forwarded-For they
+    would all share its address, and one customer's failures would lock out the rest."""
+    proxy_ip = services["proxy"]["networks"]["front"]["ipv4_address"]
+    subnet = compose["networks"]["front"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(proxy_ip) in ipaddress.ip_network(subnet)
+    for app in APPS:
+        trusted = parse_networks(_env(services[app]).get("CLOUDBRANCH_TRUSTED_PROXIES", ""))
+        assert trusted == (ipaddress.ip_network(f"{proxy_ip}/32"),), f"{app} trusts {trusted}"

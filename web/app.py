@@ -37,7 +37,7 @@ from store.signing import signing_key
 from verification.config import build_engine
 from verification.policy import load_policy
 from verification.service import EngineService
-from web import audit, audit_export, evidence, middleware, pages, services_api
+from web import audit, audit_export, evidence, forwarded, middleware, pages, services_api
 from web.i18n import Catalog
 from web.keys import (
     AUTHORISE,
@@ -202,6 +202,7 @@ def create_app(settings: Settings) -> web.Application:
     check_supported(settings)
     app = web.Application(
         middlewares=[
+            forwarded.middleware(settings.web.trusted_proxies),
             middleware.errors,
             middleware.static_files,
             middleware.sessions,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from web.forwarded import is_secure
 from web.i18n import negotiate
 from web.keys import REQ_ELDERLY, REQ_LANG, REQ_SESSION, SESSIONS, SETTINGS, session_of
 from web.params import BadParam
@@ -62,7 +63,7 @@ async def on_prepare(request: web.Request, response: web.StreamResponse) -> None
     """Security headers on every response, static files and WebSocket upgrades included."""
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
-    if request.secure:
+    if is_secure(request):
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     if session_of(request) is not None:
         response.headers.setdefault("Cache-Control", "no-store")

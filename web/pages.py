@@ -19,6 +19,7 @@ from cases.states import CaseState
 from cases.store import CaseRef
 from web import params
 from web.accounts import ROLES, StaffRef, get_staff, normalise_username, verify_staff
+from web.forwarded import client_address
 from web.i18n import SUPPORTED
 from web.keys import (
     CASES,
@@ -43,11 +44,6 @@ routes = web.RouteTableDef()
 
 # Case states from which each customer page may be shown.
 AFTER_CONSENT = CUSTOMER_SOCKET_STATES
-
-
-def client_address(request: web.Request) -> str:
-    """The peer address failures are counted under."""
-    return request.remote or "unknown"
 
 
 def see_other(location: str) -> web.Response:

@@ -18,6 +18,7 @@ from sqlalchemy import delete, select
 
 from store.db import Database
 from store.models import WebSession
+from web.forwarded import is_secure
 
 COOKIE = "cb_session"
 
@@ -111,7 +112,7 @@ def set_cookie(response: web.StreamResponse, request: web.Request, token: str, p
     ``auto`` sets Secure over HTTPS and on loopback hosts (browsers accept Secure cookies from
     http://localhost), so a plain-HTTP demo on another host still works.
     """
-    auto = request.secure or _loopback_host(request)
+    auto = is_secure(request) or _loopback_host(request)
     secure = policy == "always" or (policy == "auto" and auto)
     response.set_cookie(COOKIE, token, httponly=True, samesite="Lax", secure=secure, path="/")
 

@@ -17,6 +17,7 @@ from store.config import AuditConfig, S3Config, StoreConfig
 from store.signing import decode_seed
 from verification.challenges import PAUSE
 from verification.config import VerificationConfig
+from web.forwarded import Network, parse_networks
 
 PREFIX = "CLOUDBRANCH_"
 AUDIT_KEY_FILE = "audit-signing.key"
@@ -50,6 +51,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
 def _str(env: Mapping[str, str], name: str, default: str) -> str:
     raw = env.get(PREFIX + name)
     return default if raw is None or raw == "" else raw
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
+    try:
+        return parse_networks(_str(env, name, ""))
+    except ValueError as err:
+        raise SettingsError(f"{PREFIX}{name}: {err}") from err
 
 
 def _secret(data_dir: Path) -> str:
@@ -162,6 +170,8 @@ class WebConfig:
     cases_per_customer_hour: int = 6  # cases one customer may open in an hour
     consent_version: str = "2026-11-v1"
     default_lang: str = "zh-CN"
+    # Reverse proxies whose X-Forwarded-For/-Proto are believed (web.forwarded); none by default.
+    trusted_proxies: tuple[Network, ...] = ()
 
     def __post_init__(self) -> None:
         if self.cookie_secure not in {"auto", "always", "never"}:
@@ -205,6 +215,7 @@ class Settings:
                 login_user_attempts=_int(env, "LOGIN_USER_ATTEMPTS", 10),
                 cases_per_customer_hour=_int(env, "CASES_PER_CUSTOMER_HOUR", 6),
                 default_lang=_str(env, "DEFAULT_LANG", "zh-CN"),
+                trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
             ),
             store=StoreConfig(
                 database_url=_str(env, "DATABASE_URL", db_default),
