@@ -73,6 +73,15 @@ def plain_path(raw: object) -> URL | None:
     return None if url.path.startswith("//") else url
 
 
+def next_param(form: params.Params) -> str | None:
+    """The ``next`` field (where to go after a login or a switch), read through the parameter
+    layer; one it refuses is no target (the page goes to its default, as for a foreign one)."""
+    try:
+        return params.text(form, "next", max_length=MAX_NEXT)
+    except BadParam:
+        return None
+
+
 def serves_page(router: web.UrlDispatcher, path: str) -> bool:
     """Whether a GET of ``path`` (decoded) is one of the router's pages (static files aside)."""
     for resource in router.resources():
@@ -146,8 +155,11 @@ async def service_page(request: web.Request) -> web.Response:
 @routes.get("/identify")
 async def identify_page(request: web.Request) -> web.Response:
     """Step 2: name, ID number, card digits."""
-    service = request.query.get("service", "")
-    if service not in SERVICES:
+    try:
+        service = params.choice(request.query, "service", SERVICES)
+    except BadParam:
+        service = None
+    if service is None:  # a stale or mistyped link: back to the list of services
         raise web.HTTPSeeOther("/")
     return await render_with_session(
         request, "identify.html", service=service, error=None, values={}
@@ -269,15 +281,22 @@ async def consent_page(request: web.Request) -> web.Response:
     return await _consent_page(request, case, 200, None)
 
 
+ACCEPTED = ("on", "yes", "1", "true")  # what a checked box may send
+
+
 @routes.post("/consent")
 async def consent_submit(request: web.Request) -> web.StreamResponse:
     """Record the consent, with the version and hash of the text shown."""
     case = await customer_case(request, frozenset({CaseState.IDENTIFIED}))
     form = await request.post()
-    if form.get("accept") not in {"on", "yes", "1", "true"}:
+    try:
+        accepted = params.choice(form, "accept", ACCEPTED)
+        shown = params.text(form, "consent_version", max_length=64)
+    except BadParam:
+        accepted = shown = None
+    if accepted is None:
         return await _consent_page(request, case, 400, "consent.error.required")
     consent = await _consent(request, request[REQ_LANG])  # the language it was shown in
-    shown = form.get("consent_version")
     if shown and shown != consent.version:  # the text changed since the page was shown
         return await _consent_page(request, case, 400, "consent.error.changed")
     try:
@@ -299,7 +318,9 @@ async def device_check_page(request: web.Request) -> web.Response:
     """Step 4: camera, microphone and network check (``?reason=needed``: sent back here from
     the call page, which needs a passed check)."""
     case = await customer_case(request, AFTER_CONSENT)
-    reason = "device.error.check_first" if request.query.get("reason") == "needed" else None
+    reason = (
+        "device.error.check_first" if params.choice(request.query, "reason", ("needed",)) else None
+    )
     return await render_with_session(
         request, "device_check.html", service=case.service, error=reason
     )
@@ -352,7 +373,7 @@ async def switch_language(request: web.Request) -> web.StreamResponse:
     code = request.match_info["code"]
     if code not in SUPPORTED:
         raise web.HTTPNotFound(text=f"unsupported language {code!r}")
-    response = see_other(safe_next(request, request.query.get("next")))
+    response = see_other(safe_next(request, next_param(request.query)))
     response.set_cookie("lang", code, max_age=365 * 86400, samesite="Lax", path="/")
     return response
 
@@ -360,8 +381,8 @@ async def switch_language(request: web.Request) -> web.StreamResponse:
 @routes.get("/prefs/elderly")
 async def switch_elderly(request: web.Request) -> web.StreamResponse:
     """Turn elderly mode (large text, high contrast, big buttons) on or off."""
-    on = request.query.get("on") == "1"
-    response = see_other(safe_next(request, request.query.get("next")))
+    on = params.choice(request.query, "on", ("0", "1")) == "1"
+    response = see_other(safe_next(request, next_param(request.query)))
     response.set_cookie(
         "elderly", "1" if on else "0", max_age=365 * 86400, samesite="Lax", path="/"
     )
@@ -378,7 +399,7 @@ STAFF_HOME = {"supervisor": "/staff/approvals", "admin": "/admin/outbox", "audit
 @routes.get("/staff/login")
 async def login_page(request: web.Request) -> web.Response:
     """Staff login form."""
-    target = safe_next(request, request.query.get("next"), "")
+    target = safe_next(request, next_param(request.query), "")
     return await render_with_session(request, "staff_login.html", error=None, next_path=target)
 
 
@@ -419,11 +440,11 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             "staff_login.html",
             status=401,
             error="login.error.invalid",
-            next_path=safe_next(request, form.get("next"), ""),
+            next_path=safe_next(request, next_param(form), ""),
         )
     await limiter.succeeded(ticket)
     response = see_other(
-        safe_next(request, form.get("next"), STAFF_HOME.get(staff.role, "/advisor"))
+        safe_next(request, next_param(form), STAFF_HOME.get(staff.role, "/advisor"))
     )
     await start_session(request, response, "staff", staff_id=staff.id)
     log.info("staff login", extra={"staff_id": staff.id})

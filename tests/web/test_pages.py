@@ -361,3 +361,30 @@ async def test_forms_read_through_the_parameter_layer_refuse_odd_input_in_plain_
     form["password"] = ADVISOR_PASSWORD
     resp = await client.post("/staff/login", data=form, allow_redirects=False)
     assert resp.status == 401 and 'id="login-error"' in await resp.text()
+
+
+async def test_switches_and_the_consent_read_their_fields_through_the_parameter_layer(
+    world: World,
+) -> None:
+    """Issue 12: every parameter through web/params.py. The elderly switch read any ``on`` but
+    "1" as off, the device check any ``reason`` as none; a file where the consent box should be
+    reached the comparison."""
+    client = await world.make_client()
+    json_asked = {"Accept": "application/json"}
+    bad = await client.get("/prefs/elderly?on=2&next=/", headers=json_asked, allow_redirects=False)
+    assert bad.status == 400 and (await bad.json())["field"] == "on"
+    good = await client.get("/prefs/elderly?on=1&next=/identify", allow_redirects=False)
+    assert (good.status, good.headers["Location"]) == (303, "/identify")
+    assert good.cookies["elderly"].value == "1"
+    tab = await client.get("/lang/en?next=/%09/evil.example", allow_redirects=False)
+    assert tab.headers["Location"] == "/"
+    await identify(client, world.ada)
+    page = await client.get("/consent")
+    form = FormData()
+    form.add_field("csrf_token", csrf_of(await page.text()))
+    form.add_field("accept", b"on", filename="accept.txt")
+    refused = await client.post("/consent", data=form, allow_redirects=False)
+    assert refused.status == 400 and 'id="consent-error"' in await refused.text()
+    await consent(client)
+    odd = await client.get("/device-check?reason=<b>x", headers=json_asked)
+    assert odd.status == 400 and (await odd.json())["field"] == "reason"
