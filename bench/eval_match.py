@@ -582,7 +582,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.calibrate is not None:
         report["thresholds_file"] = _calibrate(args, by_key, genuine)
     if args.write_policy is not None:
-        report["policy"] = _write_policy(args, report, by_key, genuine)
+        report["policy"] = _write_policy(args, report, by_key, pairs)
     embeddings.timings["score+evaluate"] = time.perf_counter() - score_time
     embeddings.timings["total"] = time.perf_counter() - start
     report["runtime_s"] = {k: round(v, 2) for k, v in embeddings.timings.items()}
@@ -618,8 +618,10 @@ def _write_policy(
     args: argparse.Namespace,
     report: Mapping[str, Any],
     by_key: Mapping[str, Scores],
-    genuine: BoolArray,
+    pairs: Trials,
 ) -> dict[str, Any]:
+    genuine = pairs.genuine
+    identities = (pairs.probe_identity[~genuine], pairs.reference_identity[~genuine])
     calibration = {
         "dataset": " + ".join(f"identity/{s}" for s in args.sources) + " (every image pair)",
         "images": report["dataset"]["images"],
@@ -635,8 +637,9 @@ def _write_policy(
         calibration["dataset"],
         confidence=args.confidence,
         note_fmr=NOTE_FMR,
-        version_tag=f"ub{round(args.confidence * 100)}-cv{args.folds}",
+        version_tag=f"ub{round(args.confidence * 100)}b-cv{args.folds}",
         calibration=calibration,
+        identities=identities,
     )
     return {"file": str(args.write_policy), "version": written["version"], **written["models"]}
 

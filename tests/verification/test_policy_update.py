@@ -10,7 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from verification.evaluation.metrics import clopper_pearson_upper
+from verification.evaluation.metrics import (
+    clopper_pearson_upper,
+    cluster_bootstrap,
+    threshold_at_fmr_bootstrap,
+    threshold_at_fmr_upper,
+)
 from verification.evaluation.policy_update import round_up, update_policy
 from verification.policy import PolicyError, load_policy, parse_policy
 
@@ -99,3 +104,42 @@ def test_lookalike_margin_is_parsed_and_checked() -> None:
     for bad in (-0.01, "0.1", True, math.inf):
         with pytest.raises(PolicyError, match="lookalike_margin"):
             parse_policy(_with_margin(bad))
+
+
+def _clustered_impostors(seed: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Impostor pairs of 60 identities in which two look-alike couples score high together:
+    independent trials they are not."""
+    rng = np.random.default_rng(seed)
+    a, b = np.triu_indices(60, k=1)
+    a, b = np.repeat(a, 6), np.repeat(b, 6)  # six image pairs per couple of identities
+    scores = rng.normal(0.0, 0.1, a.size)
+    alike = ((a == 1) & (b == 2)) | ((a == 3) & (b == 4))
+    scores[alike] = rng.normal(0.42, 0.03, int(alike.sum()))
+    return scores, a, b
+
+
+def test_the_bootstrap_threshold_holds_the_target_when_identities_are_resampled() -> None:
+    """Issue 11: the shipped thresholds met the Clopper–Pearson bound, which treats every
+    comparison as independent; resampling identities, the bound at them was 0.14–0.17 %."""
+    impostor, a, b = _clustered_impostors()
+    plain = threshold_at_fmr_upper(impostor, 0.001)
+    boot = threshold_at_fmr_bootstrap(impostor, a, b, 0.001)
+    assert boot > plain
+    before = cluster_bootstrap(impostor >= plain, a, b).upper_one_sided
+    after = cluster_bootstrap(impostor >= boot, a, b).upper_one_sided
+    assert before > 0.001 >= after, (before, after)
+
+
+def test_with_identities_the_policy_is_written_at_the_stricter_bound(tmp_path: Path) -> None:
+    path = tmp_path / "policy.json"
+    shutil.copy(POLICY, path)
+    impostor, a, b = _clustered_impostors()
+    genuine = np.random.default_rng(4).normal(0.7, 0.1, 400)
+    scores = {"test/model@1": (genuine, impostor)}
+    written = update_policy(path, scores, "synthetic", identities=(a, b))
+    strict = load_policy(path).thresholds("pin_change", "test/model@1")
+    assert strict is not None
+    assert strict.accept >= threshold_at_fmr_bootstrap(impostor, a, b, 0.001)
+    rows = {r["threshold"]: r for r in written["calibration"]["counts"]["test/model@1"]}
+    assert rows[strict.accept]["bootstrap_fmr_upper"] <= 0.001
+    assert "bootstrap" in written["calibration"]["rule"]

@@ -191,6 +191,56 @@ def threshold_at_fmr_upper(
     return float(np.nextafter(imp[allowed], np.inf))
 
 
+def bootstrap_weights(identities: int, resamples: int, seed: int = 0) -> npt.NDArray[np.float64]:
+    """How often each identity is drawn in each resample (``resamples`` × ``identities``)."""
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(identities, np.full(identities, 1.0 / identities), size=resamples)
+    return draws.astype(np.float64)
+
+
+def threshold_at_fmr_bootstrap(
+    impostor: npt.ArrayLike,
+    identity_a: npt.ArrayLike,
+    identity_b: npt.ArrayLike,
+    target_fmr: float,
+    *,
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> float:
+    """The lowest threshold at which the FMR of at least ``confidence`` of the identity-level
+    resamples (as :func:`cluster_bootstrap` draws them) is ≤ ``target_fmr``.
+
+    Comparisons share identities, so the Clopper–Pearson bound (independent trials) is too
+    narrow; here whole identities are resampled. The FMR of one resample falls as the threshold
+    rises, so "the resample meets the target at ``t``" is "its own lowest such threshold is ≤
+    ``t``": the answer is the ``confidence`` quantile of the resamples' thresholds (taken from
+    above).
+    """
+    if not 0.0 < target_fmr <= 1.0:
+        raise ValueError(f"target FMR must be in (0, 1], got {target_fmr}")
+    scores = _as_scores(impostor, "impostor")
+    a, b = np.asarray(identity_a).ravel(), np.asarray(identity_b).ravel()
+    if not scores.size == a.size == b.size:
+        raise ValueError("impostor scores and identities must be equally long")
+    labels, index = np.unique(np.concatenate([a, b]), return_inverse=True)
+    order = np.argsort(scores)[::-1]
+    ordered = scores[order]
+    ia, ib = index[: a.size][order], index[a.size :][order]
+    weights = bootstrap_weights(labels.size, resamples, seed)
+    chosen = np.empty(resamples)
+    for start in range(0, resamples, 64):  # 64 resamples × every pair at a time
+        w = weights[start : start + 64]
+        mass = np.cumsum(w[:, ia] * w[:, ib], axis=1)
+        for row, cumulative in enumerate(mass):
+            allowed = target_fmr * cumulative[-1]
+            above = int(np.searchsorted(cumulative, allowed, side="right"))
+            chosen[start + row] = (
+                float(np.nextafter(ordered[above], np.inf)) if above < ordered.size else ordered[-1]
+            )
+    return float(np.quantile(chosen, confidence, method="higher"))
+
+
 @dataclass(frozen=True, slots=True)
 class Interval:
     """A percentile interval of a rate from resampled identities."""
@@ -232,8 +282,7 @@ def cluster_bootstrap(
     diag_counts, diag_wrong = np.diag(counts).copy(), np.diag(wrong).copy()
     np.fill_diagonal(counts, 0.0)
     np.fill_diagonal(wrong, 0.0)
-    weights = np.random.default_rng(seed).multinomial(m, np.full(m, 1.0 / m), size=resamples)
-    w = weights.astype(np.float64)
+    w = bootstrap_weights(m, resamples, seed)
     # off-diagonal cells hold half of each pair in both directions, so wᵀCw counts a pair once
     numerator = np.einsum("ri,ij,rj->r", w, wrong, w) + w @ diag_wrong
     denominator = np.einsum("ri,ij,rj->r", w, counts, w) + w @ diag_counts
