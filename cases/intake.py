@@ -28,6 +28,14 @@ class IntakeLimits:
     cases_per_customer_hour: int = 6
 
 
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A new case, and the customer's earlier cases it superseded (public ids)."""
+
+    case: CaseRef
+    superseded: tuple[str, ...] = ()
+
+
 class Intake:
     """Identification and consent, the steps before the queue."""
 
@@ -53,8 +61,9 @@ class Intake:
         *,
         lang: str,
         elderly: bool,
-    ) -> CaseRef:
-        """Open a case when the three facts identify one customer.
+    ) -> Opened:
+        """Open a case when the three facts identify one customer (their earlier cases not yet
+        in a call are abandoned with it: ``Opened.superseded``).
 
         Raises :class:`TooManyAttempts` once the client's address, or the ID number typed (from
         any address), has failed too often in the window — even with correct data: the limit is
@@ -80,9 +89,9 @@ class Intake:
         await self._limiter.succeeded(ticket)
         per_hour = Limit("cases-per-customer", str(customer.id), lim.cases_per_customer_hour, 3600)
         await self._limiter.take([per_hour])
-        case = await self._cases.open(customer.id, service, lang, elderly)
+        case, superseded = await self._cases.open_alone(customer.id, service, lang, elderly)
         log.info("case opened", extra={"case_id": case.public_id, "service": service})
-        return case
+        return Opened(case, superseded)
 
     async def consent(self, public_id: str, consent: Consent) -> CaseRef:
         """Record the customer's acceptance of ``consent`` on their case."""

@@ -29,7 +29,7 @@ from cases.verify import VerifyDesk, VerifyRefused, VerifyTarget
 from media.errors import BadOffer, CallClosed, MediaError
 from media.recorder import RecordedFile
 from signaling.grace import GraceTimers
-from signaling.hub import Hub
+from signaling.hub import CLOSE_SUPERSEDED, Hub
 from signaling.messages import (
     CallEnded,
     CallHangup,
@@ -211,6 +211,20 @@ class LiveDesk:
             self._broadcast_queue()
             return
         self._grace.start(advisor_key(staff_id), partial(self._drop_advisor, staff_id))
+
+    def superseded(self, case_ids: Sequence[str]) -> None:
+        """The customer opened a new case, and these (abandoned with it in the database) are
+        over: out of the queue, no drop pending, their pages told (a close code they do not
+        reconnect after)."""
+        changed = False
+        for case_id in case_ids:
+            self._grace.cancel(customer_key(case_id))
+            changed |= self.queue.remove(case_id) is not None
+            self.hub.close_principal(
+                customer_key(case_id), CLOSE_SUPERSEDED, "continued in another window"
+            )
+        if changed:
+            self._broadcast_queue()
 
     # ---- messages ------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from cases.review import open_review
 from cases.services import check_service
 from cases.states import CaseState, check_case_move
 from store.audit import add_event
-from store.db import Database
+from store.db import Database, serialize
 from store.models import AuditEvent, Case, ChatMessage, Customer
 
 
@@ -95,6 +95,10 @@ def _stamp(case: Case, wanted: CaseState, now: datetime) -> None:
             case.closed_at = now
         case _:
             pass
+
+
+# The states a customer's new case supersedes: not yet in a call.
+SUPERSEDABLE = (CaseState.IDENTIFIED, CaseState.CONSENTED, CaseState.QUEUED)
 
 
 class CaseStore:
@@ -186,6 +190,69 @@ class CaseStore:
                 detail=detail,
             )
             return _ref(case, name)
+
+    async def open_alone(
+        self, customer_id: int, service: str, lang: str, elderly: bool
+    ) -> tuple[CaseRef, tuple[str, ...]]:
+        """Open a case for an identified customer and, in the same transaction, abandon their
+        other cases that have not reached a call (identified, consented or waiting in the
+        queue): one customer holds one place at a time, whatever the windows or devices.
+
+        Returns the new case and the public ids of the cases it superseded (the live desk
+        takes them out of the queue and closes their sockets). A case in a call is left alone.
+        """
+        check_service(service)
+        async with self._db.session() as s, s.begin():
+            await serialize(s, [f"customer-cases:{customer_id}"])
+            now = _now()
+            case = Case(
+                public_id=secrets.token_urlsafe(12),
+                customer_id=customer_id,
+                service=service,
+                state=CaseState.IDENTIFIED.value,
+                lang=lang,
+                elderly_mode=elderly,
+                created_at=now,
+            )
+            s.add(case)
+            await s.flush()  # written first: SQLite's writer lock is held from here
+            await add_event(
+                s,
+                action="case.opened",
+                outcome="ok",
+                actor_kind="customer",
+                actor_id=customer_id,
+                case_id=case.id,
+                detail={"service": service, "lang": lang, "elderly": elderly},
+            )
+            earlier = (
+                await s.scalars(
+                    select(Case)
+                    .where(
+                        Case.customer_id == customer_id,
+                        Case.id != case.id,
+                        Case.state.in_([st.value for st in SUPERSEDABLE]),
+                    )
+                    .order_by(Case.id)
+                    .with_for_update()
+                )
+            ).all()
+            for old in earlier:
+                check_case_move(CaseState(old.state), CaseState.ABANDONED)
+                old.state = CaseState.ABANDONED.value
+                old.ended_by = "customer"
+                _stamp(old, CaseState.ABANDONED, now)
+                await add_event(
+                    s,
+                    action="case.abandoned",
+                    outcome="ok",
+                    actor_kind="customer",
+                    actor_id=customer_id,
+                    case_id=old.id,
+                    detail={"state": "abandoned", "superseded_by": case.public_id},
+                )
+            name = (await s.scalars(select(Customer.name).where(Customer.id == customer_id))).one()
+            return _ref(case, name), tuple(old.public_id for old in earlier)
 
     async def add_chat(self, case_id: int, sender: str, text: str) -> datetime:
         """Store a chat message; returns its time."""

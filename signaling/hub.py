@@ -25,6 +25,7 @@ Close = Callable[[int, str], Coroutine[Any, Any, None]]
 
 CLOSE_TOO_SLOW = 4008
 CLOSE_SHUTDOWN = 1001
+CLOSE_SUPERSEDED = 4409  # the customer started again elsewhere: this case was abandoned
 
 
 def utf8_size(text: str) -> int:
@@ -81,6 +82,11 @@ class Connection:
         """Wait until every queued message has been sent (callers bound the wait)."""
         if not self.closed and not self._writer.done():
             await self._queue.join()
+
+    def close_soon(self, code: int, reason: str) -> None:
+        """Close the socket in the background (messages still queued are dropped)."""
+        if not self.closed:
+            self._schedule_close(code, reason)
 
     def _schedule_close(self, code: int, reason: str) -> None:
         self.closed = True
@@ -139,6 +145,14 @@ class Hub:
     def send(self, principal: str, msg: ServerMessage) -> int:
         """Queue ``msg`` for every connection of ``principal``; returns how many took it."""
         return sum(conn.push(msg) for conn in list(self._by_principal.get(principal, ())))
+
+    def close_principal(self, principal: str, code: int, reason: str) -> int:
+        """Close every connection of ``principal`` for good, without waiting for the closing
+        handshakes (each runs as that connection's writer); returns how many there were."""
+        conns = [c for c in self._by_principal.get(principal, ()) if not c.closed]
+        for conn in conns:
+            conn.close_soon(code, reason)
+        return len(conns)
 
     async def close_all(self, flush_seconds: float = 1.0) -> None:
         """Close every connection (graceful shutdown), sending what is queued first."""

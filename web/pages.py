@@ -24,6 +24,7 @@ from web.i18n import SUPPORTED
 from web.keys import (
     CASES,
     DB,
+    DESK,
     INTAKE,
     LIMITER,
     REQ_ELDERLY,
@@ -197,7 +198,7 @@ async def identify_submit(request: web.Request) -> web.StreamResponse:
             raise IdentificationFailed("unreadable") from err
         if not all(fields.values()):
             raise IdentificationFailed("incomplete")
-        case = await request.app[INTAKE].identify(
+        opened = await request.app[INTAKE].identify(
             client_address(request),
             service,
             fields["name"],
@@ -226,8 +227,10 @@ async def identify_submit(request: web.Request) -> web.StreamResponse:
             error="identify.error.generic",
             values=values,
         )
+    # The customer's earlier visits not yet in a call end here: one place per customer.
+    request.app[DESK].superseded(opened.superseded)
     response = see_other("/consent")
-    await start_session(request, response, "customer", case_id=case.id)
+    await start_session(request, response, "customer", case_id=opened.case.id)
     return response
 
 

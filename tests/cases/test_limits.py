@@ -68,7 +68,7 @@ async def test_guesses_from_rotating_addresses_lock_the_id_number(world: World) 
         lang="en",
         elderly=False,
     )
-    assert other.state.value == "identified"
+    assert other.case.state.value == "identified"
 
 
 async def test_a_burst_of_guesses_passes_no_more_than_the_limit(world: World) -> None:

@@ -20,7 +20,7 @@ from cases import live as live_module
 from signaling.messages import VerifyResult
 from store.audit import list_events
 from store.db import retry_transient
-from store.models import Case, ChatMessage
+from store.models import AuditEvent, Case, ChatMessage
 from tests.store.test_postgres import reset_schema
 from tests.web.conftest import (
     ADVISOR_PASSWORD,
@@ -381,7 +381,9 @@ async def test_one_session_opens_a_few_sockets_not_unlimited(world: World) -> No
 async def _closed_with(ws: Any) -> tuple[int | None, str]:
     while True:
         frame = await ws.receive(timeout=TIMEOUT)
-        if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
+        if frame.type == WSMsgType.CLOSE:  # the server's close frame: its code and reason
+            return int(frame.data), str(frame.extra or "")
+        if frame.type in (WSMsgType.CLOSED, WSMsgType.CLOSING):
             return ws.close_code, str(frame.extra or "")
 
 
@@ -511,3 +513,51 @@ async def test_the_customer_never_receives_scores_reasons_or_images(world: World
     assert customer_copy["outcome"] == "refer"
     assert customer_copy["scores"] == {} and customer_copy["reasons"] == []
     assert customer_copy["best_frame_url"] is None and customer_copy["reference_url"] is None
+
+
+async def test_a_customer_who_starts_again_elsewhere_keeps_one_place_in_the_queue(
+    world: World,
+) -> None:
+    """Issue 12: one identified customer could open case after case, each waiting in the queue
+    with sockets of its own. A new case now ends the customer's earlier ones not yet in a call:
+    out of the queue, their pages told, the log saying which case took over."""
+    _, adv = await advisor_socket(world)
+    _, first = await customer_socket(world)
+    await first.send_json({"type": "queue.join"})
+    snapshot = await receive(adv, "queue.snapshot")
+    while not snapshot["entries"]:
+        snapshot = await receive(adv, "queue.snapshot")
+    old_case = snapshot["entries"][0]["case_id"]
+    other_browser = await world.make_client()
+    assert (await identify(other_browser, world.ada))[0] == 303  # the same customer, again
+    assert await asyncio.wait_for(_closed_with(first), 2) == (4409, "continued in another window")
+    snapshot = await receive(adv, "queue.snapshot")
+    assert [e["case_id"] for e in snapshot["entries"]] == []
+    async with world.app[DB].session() as s:
+        cases = {c.public_id: c for c in await s.scalars(select(Case))}
+        event = (
+            await s.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.case_id == cases[old_case].id,
+                    AuditEvent.action == "case.abandoned",
+                )
+            )
+        ).one()
+    assert cases[old_case].state == "abandoned"
+    (new_case,) = [c for c in cases.values() if c.public_id != old_case]
+    assert new_case.state == "identified"
+    assert json.loads(event.detail)["superseded_by"] == new_case.public_id
+    await consent(other_browser)  # the new visit goes on
+    ws = await other_browser.ws_connect("/ws")
+    assert (await receive(ws, "welcome"))["role"] == "customer"
+
+
+async def test_a_new_case_leaves_a_call_in_progress_alone(world: World) -> None:
+    _, cust, case_id = await _in_call(world)
+    again = await world.make_client()
+    assert (await identify(again, world.ada))[0] == 303
+    await cust.send_json({"type": "ping"})
+    assert (await receive(cust, "pong"))["type"] == "pong"
+    async with world.app[DB].session() as s:
+        state = await s.scalar(select(Case.state).where(Case.public_id == case_id))
+    assert state == "in_call"

@@ -67,6 +67,7 @@ export function showConnection(text) {
 }
 
 const CLOSE_SIGNED_OUT = 4401;
+const CLOSE_SUPERSEDED = 4409; // the customer started again in another window or device
 
 function isFatalClose(code) {
   return code === 1008 || (code >= 4400 && code < 4500);
@@ -178,6 +179,9 @@ export function connectionStatus(state, code) {
     showConnection(msg("js.conn.signed_out"));
     announce(msg("js.conn.signed_out"));
     window.setTimeout(() => window.location.assign("/staff/login"), 3000);
+  } else if (state === "closed" && code === CLOSE_SUPERSEDED) {
+    showConnection(msg("js.conn.superseded"));
+    announce(msg("js.conn.superseded"));
   } else if (state === "closed") {
     showConnection(msg("js.conn.closed"));
     announce(msg("js.conn.closed"));
