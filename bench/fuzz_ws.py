@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import random
@@ -376,6 +377,20 @@ async def _probe(ws: aiohttp.ClientWebSocketResponse, tally: Tally) -> bool:
     return False
 
 
+async def _sample_rss(
+    server: Server, tally: Tally, started: float, samples: list[tuple[float, int, int]]
+) -> None:
+    """The server's RSS every 10 s while the frames are sent."""
+    while server.proc.poll() is None:
+        samples.append((time.monotonic() - started, tally.sent, _rss_kib(server.proc.pid)))
+        await asyncio.sleep(10)
+
+
+def _growth_after(samples: list[tuple[float, int, int]], frames: int, rss_end: int) -> int | None:
+    base = next((rss for _, sent, rss in samples if sent >= frames), None)
+    return None if base is None or not rss_end else rss_end - base
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fuzz-ws-") as tmp:
         server = Server(Path(tmp))
@@ -389,13 +404,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             tally = Tally()
             frames = Frames(args.seed)
             started = time.monotonic()
-            results = await asyncio.gather(
-                *(
-                    _fuzz_socket(server.base, role, who, frames, quota, tally)
-                    for role, who in sockets
-                ),
-                return_exceptions=True,
-            )
+            samples: list[tuple[float, int, int]] = []  # (seconds, frames sent, RSS KiB)
+            sampler = asyncio.create_task(_sample_rss(server, tally, started, samples))
+            try:
+                results = await asyncio.gather(
+                    *(
+                        _fuzz_socket(server.base, role, who, frames, quota, tally)
+                        for role, who in sockets
+                    ),
+                    return_exceptions=True,
+                )
+            finally:
+                sampler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampler
             elapsed = time.monotonic() - started
             await asyncio.sleep(5)
             crashed = server.proc.poll() is not None
@@ -422,7 +444,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "closed_by_server": dict(tally.closes),
         "reopen_failures": tally.reopen_failures,
         "client_failures": failures[:5],
-        "rss_kib": {"before": rss_before, "after": rss_after, "growth": rss_after - rss_before},
+        "rss_kib": {
+            "before": rss_before,
+            "after": rss_after,
+            "growth": rss_after - rss_before,
+            # Once every socket is open and a quarter of the frames are sent, the sessions'
+            # own state is there: what grows after that is what the frames leave behind.
+            "growth_after_first_quarter": _growth_after(samples, tally.sent // 4, rss_after),
+            "samples": [{"s": round(t), "frames": f, "rss": r} for t, f, r in samples],
+        },
         "load": os.getloadavg()[0],
     }
 

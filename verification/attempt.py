@@ -261,7 +261,7 @@ class AttemptConfig:
     credit_window: float = 0.5
     # Frames a second the server must have analysed while a challenge was on screen for its
     # time-out to be the customer's: a blink lasts 0.1–0.3 s and falls between frames any
-    # slower (measured, bench/verify_server.py --rates: 25–28/s in blink windows on a free
+    # slower (measured, bench/verify_server.py --rates: 24.7–28.3/s in blink windows on a free
     # machine, 13–16/s beside two busy processes, where a short blink was missed); a pose holds
     # longer. A challenge that times out after fewer, with the server never
     # idle meanwhile (no tick: a newer frame was always waiting), ends the attempt undecided —

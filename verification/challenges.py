@@ -81,11 +81,12 @@ def forbidden_before(action: Action) -> frozenset[Action]:
 # Seconds of "hold still" before each instruction appears, drawn per challenge with the plan.
 # A replayed recording does not know when the instruction comes: any deliberate movement in the
 # pause fails the attempt (``liveness.moved_before_prompt``). Long pauses catch more replays but
-# every second of them is a second the customer waits. Since plans turn one way only and an
-# unasked held turn fails, (0.3, 0.7) stopped all 240 simulated replays (seed 2; replays of the
-# server's draw and of plans matched to the clip) and brings the genuine median completion from
-# 6.3 s (0.4, 1.0) to 6.0 s: bench/eval_liveness.py.
-PAUSE = (0.3, 0.7)
+# every second of them is a second the customer waits. Plans turn one way only and an unasked
+# held turn fails, so the pause is not what stops replays: with (0.2, 0.5) every simulated
+# replay, swap and talker was still stopped (bench/eval_liveness.py seed 1, 42 attempts per
+# attack, dlib and onnx) and the genuine median completion fell from 6.05 s (0.3, 0.7) to
+# 5.87 s (dlib, 60 attempts).
+PAUSE = (0.2, 0.5)
 
 
 @dataclass(frozen=True, slots=True)
