@@ -242,6 +242,14 @@ def _customers(shared_data: Path, clips: dict[str, Clip]) -> dict[str, Customer]
             card_number("622202020055667788"),
             photos / "biden" / "biden.jpg",
         ),
+        # A second customer for pages walked at the same time (one customer holds one case:
+        # identifying again in another browser ends the first one's).
+        "no_camera_2": Customer(
+            "E2E Camera Two",
+            id_number("11010519800101028"),
+            card_number("622202020055667799"),
+            photos / "biden" / "biden.jpg",
+        ),
         # Identity check: the photo on file is a frame of the clip the fake camera plays.
         "verifier": Customer(
             "E2E Verified",

@@ -14,6 +14,7 @@ import pytest
 from tests.verification import clipdata as cd
 from verification.challenges import (
     DEFAULT_VOCABULARY,
+    PAUSE,
     POSE,
     Action,
     Challenge,
@@ -90,7 +91,8 @@ def test_plan_has_a_fresh_nonce_and_time_limits() -> None:
 def test_each_challenge_gets_a_random_hold_still_pause() -> None:
     plans = [draw_challenges(3) for _ in range(50)]  # CSPRNG
     pauses = [c.pause for p in plans for c in p.challenges]
-    assert all(0.3 <= x <= 0.7 for x in pauses) and len(set(pauses)) > 100
+    low, high = PAUSE
+    assert all(low <= x <= high for x in pauses) and len(set(pauses)) > 100
     seeded = draw_challenges(3, rng=random.Random(4), pause=(1.0, 2.0))
     again = draw_challenges(3, rng=random.Random(4), pause=(1.0, 2.0))
     assert [c.pause for c in seeded.challenges] == [c.pause for c in again.challenges]
