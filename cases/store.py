@@ -97,6 +97,33 @@ def _stamp(case: Case, wanted: CaseState, now: datetime) -> None:
             pass
 
 
+async def _insert_case(
+    s: AsyncSession, customer_id: int, service: str, lang: str, elderly: bool, now: datetime
+) -> Case:
+    """A new identified case and its ``case.opened`` event, in the caller's transaction."""
+    case = Case(
+        public_id=secrets.token_urlsafe(12),
+        customer_id=customer_id,
+        service=service,
+        state=CaseState.IDENTIFIED.value,
+        lang=lang,
+        elderly_mode=elderly,
+        created_at=now,
+    )
+    s.add(case)
+    await s.flush()
+    await add_event(
+        s,
+        action="case.opened",
+        outcome="ok",
+        actor_kind="customer",
+        actor_id=customer_id,
+        case_id=case.id,
+        detail={"service": service, "lang": lang, "elderly": elderly},
+    )
+    return case
+
+
 # The states a customer's new case supersedes: not yet in a call.
 SUPERSEDABLE = (CaseState.IDENTIFIED, CaseState.CONSENTED, CaseState.QUEUED)
 
@@ -111,26 +138,7 @@ class CaseStore:
         """Open a case for an identified customer."""
         check_service(service)
         async with self._db.session() as s, s.begin():
-            case = Case(
-                public_id=secrets.token_urlsafe(12),
-                customer_id=customer_id,
-                service=service,
-                state=CaseState.IDENTIFIED.value,
-                lang=lang,
-                elderly_mode=elderly,
-                created_at=_now(),
-            )
-            s.add(case)
-            await s.flush()
-            await add_event(
-                s,
-                action="case.opened",
-                outcome="ok",
-                actor_kind="customer",
-                actor_id=customer_id,
-                case_id=case.id,
-                detail={"service": service, "lang": lang, "elderly": elderly},
-            )
+            case = await _insert_case(s, customer_id, service, lang, elderly, _now())
             name = (await s.scalars(select(Customer.name).where(Customer.id == customer_id))).one()
             return _ref(case, name)
 
@@ -205,26 +213,8 @@ class CaseStore:
         async with self._db.session() as s, s.begin():
             await serialize(s, [f"customer-cases:{customer_id}"])
             now = _now()
-            case = Case(
-                public_id=secrets.token_urlsafe(12),
-                customer_id=customer_id,
-                service=service,
-                state=CaseState.IDENTIFIED.value,
-                lang=lang,
-                elderly_mode=elderly,
-                created_at=now,
-            )
-            s.add(case)
-            await s.flush()  # written first: SQLite's writer lock is held from here
-            await add_event(
-                s,
-                action="case.opened",
-                outcome="ok",
-                actor_kind="customer",
-                actor_id=customer_id,
-                case_id=case.id,
-                detail={"service": service, "lang": lang, "elderly": elderly},
-            )
+            # Written first: SQLite's writer lock is held from here.
+            case = await _insert_case(s, customer_id, service, lang, elderly, now)
             earlier = (
                 await s.scalars(
                     select(Case)

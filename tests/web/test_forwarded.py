@@ -23,7 +23,7 @@ from aiohttp import ClientSession, CookieJar, TCPConnector
 from tests.web.conftest import Person, World, consent, identify, make_settings, running_world
 from tests.web.test_ws import receive
 from web.forwarded import client_of, parse_networks
-from web.settings import Settings, SettingsError
+from web.settings import SettingsError
 
 REPO = Path(__file__).resolve().parents[2]
 PROXY_OUT = "127.0.0.2"  # the address nginx connects to the app from (proxy_bind)
@@ -133,42 +133,43 @@ async def browser_at(origin: str, source: str) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-def proxied_settings(tmp_path: Path, shared_data: Path) -> Settings:
-    return make_settings(tmp_path, shared_data, CLOUDBRANCH_TRUSTED_PROXIES=f"{PROXY_OUT}/32")
+async def proxied(tmp_path: Path, shared_data: Path) -> AsyncIterator[tuple[World, str]]:
+    """The app, trusting the proxy's address, behind the shipped nginx: (world, nginx origin)."""
+    settings = make_settings(tmp_path, shared_data, CLOUDBRANCH_TRUSTED_PROXIES=f"{PROXY_OUT}/32")
+    async with running_world(settings, shared_data) as world:
+        assert world.server.port is not None
+        with shipped_nginx(world.server.port) as origin:
+            yield world, origin
 
 
 async def test_behind_the_proxy_one_customers_failures_do_not_lock_out_another(
-    proxied_settings: Settings, shared_data: Path
+    proxied: tuple[World, str],
 ) -> None:
-    async with running_world(proxied_settings, shared_data) as world:
-        assert world.server.port is not None
-        with shipped_nginx(world.server.port) as origin:
-            wrong = Person(world.ada.name, world.ada.id_number, "9999")
-            async with browser_at(origin, "127.0.0.3") as mallory:
-                for _ in range(3):  # the test settings allow three failures per address
-                    assert (await identify(mallory, wrong))[0] == 400
-                assert (await identify(mallory, world.ada))[0] == 429
-                # Naming another address in the header changes nothing: nginx appends the real one.
-                mallory.headers["X-Forwarded-For"] = "127.0.0.4"
-                assert (await identify(mallory, world.ada))[0] == 429
-            async with browser_at(origin, "127.0.0.4") as grace:
-                assert (await identify(grace, world.grace))[0] == 303
+    world, origin = proxied
+    wrong = Person(world.ada.name, world.ada.id_number, "9999")
+    async with browser_at(origin, "127.0.0.3") as mallory:
+        for _ in range(3):  # the test settings allow three failures per address
+            assert (await identify(mallory, wrong))[0] == 400
+        assert (await identify(mallory, world.ada))[0] == 429
+        # Naming another address in the header changes nothing: nginx appends the real one.
+        mallory.headers["X-Forwarded-For"] = "127.0.0.4"
+        assert (await identify(mallory, world.ada))[0] == 429
+    async with browser_at(origin, "127.0.0.4") as grace:
+        assert (await identify(grace, world.grace))[0] == 303
 
 
 async def test_through_the_proxy_the_customer_reaches_the_call_socket(
-    proxied_settings: Settings, shared_data: Path
+    proxied: tuple[World, str],
 ) -> None:
-    async with running_world(proxied_settings, shared_data) as world:
-        assert world.server.port is not None
-        with shipped_nginx(world.server.port) as origin:
-            async with browser_at(origin, "127.0.0.3") as ada:
-                assert (await identify(ada, world.ada))[0] == 303
-                await consent(ada)
-                # A browser sends its page's origin, port included: the proxy must pass the
-                # Host it was asked for (with the port), or the same-origin check refuses.
-                ws = await ada.ws_connect("/ws", origin=origin)
-                assert (await receive(ws, "welcome"))["role"] == "customer"
-                await ws.close()
+    world, origin = proxied
+    async with browser_at(origin, "127.0.0.3") as ada:
+        assert (await identify(ada, world.ada))[0] == 303
+        await consent(ada)
+        # A browser sends its page's origin, port included: the proxy must pass the Host it
+        # was asked for (with the port), or the same-origin check refuses.
+        ws = await ada.ws_connect("/ws", origin=origin)
+        assert (await receive(ws, "welcome"))["role"] == "customer"
+        await ws.close()
 
 
 async def test_without_trusting_the_proxy_its_headers_are_ignored(world: World) -> None:
