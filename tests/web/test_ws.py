@@ -521,13 +521,7 @@ async def test_a_customer_who_starts_again_elsewhere_keeps_one_place_in_the_queu
     """Issue 12: one identified customer could open case after case, each waiting in the queue
     with sockets of its own. A new case now ends the customer's earlier ones not yet in a call:
     out of the queue, their pages told, the log saying which case took over."""
-    _, adv = await advisor_socket(world)
-    _, first = await customer_socket(world)
-    await first.send_json({"type": "queue.join"})
-    snapshot = await receive(adv, "queue.snapshot")
-    while not snapshot["entries"]:
-        snapshot = await receive(adv, "queue.snapshot")
-    old_case = snapshot["entries"][0]["case_id"]
+    adv, first, old_case = await _queued(world)
     other_browser = await world.make_client()
     assert (await identify(other_browser, world.ada))[0] == 303  # the same customer, again
     assert await asyncio.wait_for(_closed_with(first), 2) == (4409, "continued in another window")
